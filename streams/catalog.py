@@ -195,13 +195,17 @@ def load_catalog(path: Path, schemas_dir: Path) -> Catalog:
     try:
         doc = TopologyDoc.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        node = _node_at(root, loc)
-        line = node.start_mark.line + 1 if node is not None else None
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise TopologyFileError(str(path), line, _field_name(loc, data) or "(document)",
-                                f"{err['msg']}{more}") from None
+        found = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            node = _node_at(root, loc)
+            line = node.start_mark.line + 1 if node is not None else None
+            found.append((line, _field_name(loc, data) or "(document)", err["msg"]))
+        line, field, msg = found[0]
+        error = TopologyFileError(str(path), line, field, msg)
+        if len(found) > 1:  # every problem, each with its own line, so one edit fixes all
+            error.args = ("\n".join(f"{path}:{ln}: {f}: {m}" for ln, f, m in found),)
+        raise error from None
 
     schemas = SchemaSet.load(schemas_dir)
     seen: set[str] = set()

@@ -67,13 +67,15 @@ class Registry:
         return Registered(int(reg.schema_id), int(reg.version))
 
     def latest_version(self, subject: str) -> int | None:
+        """The newest version number under ``subject`` (read fresh: the client caches
+        ``get_latest_version``, which would hide a version registered since)."""
         try:
-            reg = self._call("latest version", self.client.get_latest_version, subject)
+            versions = self._call("list versions", self.client.get_versions, subject)
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 return None
             raise ConfigError(f"registry refused to read {subject}: {exc}") from None
-        return int(reg.version)
+        return max(int(v) for v in versions) if versions else None
 
     def schema_text(self, schema_id: int) -> str:
         """The writer schema of ``schema_id`` (cached: ids are immutable)."""
