@@ -18,9 +18,7 @@ topology_app = typer.Typer(no_args_is_help=True, help="Topics and schemas as cod
 app.add_typer(stack_app, name="stack")
 app.add_typer(topology_app, name="topology")
 
-Components = Annotated[
-    list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")
-]
+Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
 
 
@@ -86,8 +84,9 @@ def stack_fetch() -> None:
         jars = fetch_jars(_settings())
     except SislmsError as exc:
         raise _fail(exc) from None
-    typer.echo(f"jars ready in {jars.root} (Kafka {jars.kafka_version}, "
-               f"Apicurio Registry {jars.registry_version})")
+    typer.echo(
+        f"jars ready in {jars.root} (Kafka {jars.kafka_version}, Apicurio Registry {jars.registry_version})"
+    )
 
 
 # --- topology ---------------------------------------------------------------------------
@@ -124,12 +123,17 @@ def topology_apply(as_json: JsonFlag = False) -> None:
     except SislmsError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps({
-            "ok": result.ok,
-            "applied": [a.line() for a in result.applied],
-            "failed": result.failed,
-            "notes": p.notes,
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "applied": [a.line() for a in result.applied],
+                    "failed": result.failed,
+                    "notes": p.notes,
+                },
+                indent=2,
+            )
+        )
     else:
         typer.echo(f"applied {len(result.applied)} change(s)")
         for target, reason in result.failed.items():

@@ -21,8 +21,13 @@ __all__ = ["Catalog", "TopicSpec", "load_catalog"]
 
 TOPIC_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z][a-z0-9_]*)+\.v[1-9][0-9]*$")
 Compatibility = Literal[
-    "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
-    "FULL_TRANSITIVE", "NONE",
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
 ]
 
 
@@ -61,7 +66,10 @@ class TopicSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not TOPIC_NAME.match(v):
-            raise ValueError("must look like <domain>.<entity>.v<major> (lower case, e.g. sis.users.v1 or lms.events.raw.v1)")
+            raise ValueError(
+                "must look like <domain>.<entity>.v<major> "
+                "(lower case, e.g. sis.users.v1 or lms.events.raw.v1)"
+            )
         return v
 
     @field_validator("config", mode="before")
@@ -220,11 +228,16 @@ def load_catalog(path: Path, schemas_dir: Path) -> Catalog:
         except KeyError:
             vnode = _node_at(root, ("topics", i, "value_schema"))
             raise TopologyFileError(
-                str(path), vnode.start_mark.line + 1 if vnode is not None else line,
+                str(path),
+                vnode.start_mark.line + 1 if vnode is not None else line,
                 f"topics[{t.name}].value_schema",
                 f"no schema file {schemas_dir}/{t.value_schema}",
             ) from None
         if t.domain == "dlq" and not t.value_schema.startswith("dlq/"):
-            raise TopologyFileError(str(path), line, f"topics[{t.name}].value_schema",
-                                    "dead-letter topics use dlq/dead_letter.v1.avsc")
+            raise TopologyFileError(
+                str(path),
+                line,
+                f"topics[{t.name}].value_schema",
+                "dead-letter topics use dlq/dead_letter.v1.avsc",
+            )
     return Catalog(doc, schemas, path)

@@ -34,6 +34,14 @@ class Record:
     headers: tuple[tuple[str, bytes | None], ...]
 
 
+def _headers(m: Message) -> tuple[tuple[str, bytes | None], ...]:
+    out: list[tuple[str, bytes | None]] = []
+    for item in m.headers() or ():
+        k, v = item[0], item[1]
+        out.append((str(k), v if v is None or isinstance(v, bytes) else str(v).encode()))
+    return tuple(out)
+
+
 class DecodingConsumer:
     def __init__(
         self,
@@ -67,14 +75,17 @@ class DecodingConsumer:
                     raise ServiceUnavailable(f"consumer error: {err.str()}")
                 log.warning("consumer error (skipped): %s", err.str())
                 continue
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            headers = tuple(m.headers() or ())
+            topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
+            headers = _headers(m)
             try:
                 key = decode_key(m.key())
                 value = self.serdes[topic].decode(m.value())
             except DecodeError as exc:
                 self.dead_letters.send(
-                    self.stage, exc, key=m.key(), value=m.value(),
+                    self.stage,
+                    exc,
+                    key=m.key(),
+                    value=m.value(),
                     source=SourcePosition(topic, partition, offset, m.timestamp()[1], headers),
                 )
                 self.dead_lettered += 1

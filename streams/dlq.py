@@ -77,7 +77,7 @@ class DeadLetterPublisher:
             "attempt": attempt,
             "traceId": trace_id or str(uuid.uuid4()),
         }
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("dlq.stage", stage.encode()),
             ("dlq.reason", reason.encode()),
             ("dlq.source", f"{source.topic}:{source.partition}:{source.offset}".encode()),
@@ -93,7 +93,11 @@ class DeadLetterPublisher:
         # Source coordinates only: never the payload, which may hold student data.
         log.warning(
             "dead-lettered %s:%s:%s to %s (%s: %s)",
-            source.topic, source.partition, source.offset, spec.name, reason,
+            source.topic,
+            source.partition,
+            source.offset,
+            spec.name,
+            reason,
             error.__class__.__name__,
         )
 

@@ -40,8 +40,7 @@ def resolve_endpoints(settings: Settings) -> Endpoints:
     return Endpoints(
         kafka_bootstrap=settings.kafka_bootstrap or f"127.0.0.1:{settings.kafka_port}",
         schema_registry_url=(
-            settings.schema_registry_url
-            or f"http://127.0.0.1:{settings.registry_port}/apis/ccompat/v7"
+            settings.schema_registry_url or f"http://127.0.0.1:{settings.registry_port}/apis/ccompat/v7"
         ),
         postgres_dsn=pg or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/{LOCAL_DATABASE}",
         kafka_external=settings.kafka_bootstrap is not None,

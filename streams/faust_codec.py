@@ -26,6 +26,11 @@ from streams.serde import TopicSerde, decode_key, encode_key
 __all__ = ["DEAD_LETTERED", "AvroSchema", "live"]
 
 
+def _headers(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
+    items = raw.items() if isinstance(raw, dict) else (raw or ())
+    return tuple((str(k), v) for k, v in items)
+
+
 class _DeadLettered:
     """Marker for a record that went to a dead-letter topic instead of the agent."""
 
@@ -53,17 +58,23 @@ class AvroSchema(faust.Schema):
 
     def _dead_letter(self, message: Message, exc: DecodeError) -> None:
         self.dead_letters.send(
-            self.stage, exc, key=message.key, value=message.value,
+            self.stage,
+            exc,
+            key=message.key,
+            value=message.value,
             source=SourcePosition(
-                message.topic, message.partition, message.offset,
+                message.topic,
+                message.partition,
+                message.offset,
                 int(message.timestamp * 1000) if message.timestamp else None,
-                tuple(message.headers or ()),
+                _headers(message.headers),
             ),
         )
         self.dead_letters.flush()  # durable before Faust may commit past it
 
-    def loads_key(self, app: AppT, message: Message, *, loads: Any = None,
-                  serializer: CodecArg | None = None) -> Any:
+    def loads_key(
+        self, app: AppT, message: Message, *, loads: Any = None, serializer: CodecArg | None = None
+    ) -> Any:
         try:
             return decode_key(message.key)
         except DecodeError as exc:
@@ -71,8 +82,9 @@ class AvroSchema(faust.Schema):
             self._bad_keys.add((message.topic, message.partition, message.offset))
             return None
 
-    def loads_value(self, app: AppT, message: Message, *, loads: Any = None,
-                    serializer: CodecArg | None = None) -> Any:
+    def loads_value(
+        self, app: AppT, message: Message, *, loads: Any = None, serializer: CodecArg | None = None
+    ) -> Any:
         where = (message.topic, message.partition, message.offset)
         if where in self._bad_keys:
             self._bad_keys.discard(where)
@@ -83,12 +95,14 @@ class AvroSchema(faust.Schema):
             self._dead_letter(message, exc)
             return DEAD_LETTERED
 
-    def dumps_key(self, app: AppT, key: Any, *, serializer: CodecArg | None = None,
-                  headers: Any) -> tuple[Any, Any]:
+    def dumps_key(
+        self, app: AppT, key: Any, *, serializer: CodecArg | None = None, headers: Any
+    ) -> tuple[Any, Any]:
         return encode_key(key), headers
 
-    def dumps_value(self, app: AppT, value: Any, *, serializer: CodecArg | None = None,
-                    headers: Any) -> tuple[Any, Any]:
+    def dumps_value(
+        self, app: AppT, value: Any, *, serializer: CodecArg | None = None, headers: Any
+    ) -> tuple[Any, Any]:
         return self.serde.encode(value), headers
 
 

@@ -47,8 +47,7 @@ class Registry:
             raise
         except Exception as exc:
             raise ServiceUnavailable(
-                f"schema registry at {self.url} did not answer ({what}): "
-                f"{exc.__class__.__name__}: {exc}"
+                f"schema registry at {self.url} did not answer ({what}): {exc.__class__.__name__}: {exc}"
             ) from None
 
     # --- reads -------------------------------------------------------------------------------
@@ -107,9 +106,7 @@ class Registry:
         """Register a version (or find the identical one); SchemaIncompatible if refused."""
         text = schema if isinstance(schema, str) else json.dumps(schema)
         try:
-            schema_id = self._call(
-                "register", self.client.register_schema, subject, Schema(text, "AVRO")
-            )
+            schema_id = self._call("register", self.client.register_schema, subject, Schema(text, "AVRO"))
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
                 raise SchemaIncompatible(subject, exc.error_message) from None

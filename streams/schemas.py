@@ -78,15 +78,18 @@ def _inline(node: Any, common: Mapping[str, dict[str, Any]], seen: set[str], ns:
             seen.add(full)
             ns = full.rpartition(".")[0] or None
         if t in ("record", "error"):
-            out["fields"] = [
-                {**f, "type": _inline(f["type"], common, seen, ns)} for f in node["fields"]
-            ]
+            out["fields"] = [{**f, "type": _inline(f["type"], common, seen, ns)} for f in node["fields"]]
         elif t == "array":
             out["items"] = _inline(node["items"], common, seen, ns)
         elif t == "map":
             out["values"] = _inline(node["values"], common, seen, ns)
         elif isinstance(t, dict | list | str) and t not in (
-            "record", "error", "enum", "fixed", "array", "map"
+            "record",
+            "error",
+            "enum",
+            "fixed",
+            "array",
+            "map",
         ):
             out["type"] = _inline(t, common, seen, ns)
         return out
@@ -133,10 +136,7 @@ class SchemaSet:
     def load(cls, directory: Path) -> SchemaSet:
         if not directory.is_dir():
             raise ConfigError(f"{directory}: schemas directory not found")
-        files = {
-            str(p.relative_to(directory)): p.read_text()
-            for p in directory.rglob("*.avsc")
-        }
+        files = {str(p.relative_to(directory)): p.read_text() for p in directory.rglob("*.avsc")}
         return cls(files, origin=str(directory))
 
     def for_file(self, relpath: str) -> Contract:
@@ -157,16 +157,12 @@ def backward_problems(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[st
     kinds = [getattr(k, "value", str(k)) for k in result.incompatibilities]
     return [
         f"{loc}: {kind} ({msg})"
-        for loc, kind, msg in zip(
-            sorted(result.locations), kinds, sorted(result.messages), strict=False
-        )
+        for loc, kind, msg in zip(sorted(result.locations), kinds, sorted(result.messages), strict=False)
     ] or ["incompatible"]
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
 def check_history(
@@ -205,9 +201,7 @@ def _committed_versions(schemas_dir: Path) -> list[tuple[str, SchemaSet]]:
     for commit in commits:
         names = _git(top, "ls-tree", "-r", "--name-only", commit, "--", str(rel)).split()
         files = {
-            n[len(str(rel)) + 1:]: _git(top, "show", f"{commit}:{n}")
-            for n in names
-            if n.endswith(".avsc")
+            n[len(str(rel)) + 1 :]: _git(top, "show", f"{commit}:{n}") for n in names if n.endswith(".avsc")
         }
         out.append((commit, SchemaSet(files, origin=f"{rel}@{commit[:10]}")))
     return out

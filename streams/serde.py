@@ -49,14 +49,15 @@ def split_wire(data: bytes) -> tuple[int, memoryview]:
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise DecodeError(f"value starts with byte {magic:#04x}, not the magic byte 0x00")
-    return schema_id, memoryview(data)[_HEADER.size:]
+    return schema_id, memoryview(data)[_HEADER.size :]
 
 
 class TopicSerde:
     """Encode and decode the values of one topic against its contract."""
 
-    def __init__(self, registry: Registry, spec: TopicSpec, reader_schema: dict[str, Any],
-                 validate: bool = True) -> None:
+    def __init__(
+        self, registry: Registry, spec: TopicSpec, reader_schema: dict[str, Any], validate: bool = True
+    ) -> None:
         self.registry = registry
         #: Check every field's type before writing (fastavro alone coerces, e.g. "yes" -> true).
         self.validate = validate
@@ -87,9 +88,7 @@ class TopicSerde:
             try:
                 validate(value, self.reader, raise_errors=True, strict=True)
             except ValidationError as exc:
-                raise ConfigError(
-                    f"{self.spec.name}: record does not match its contract: {exc}"
-                ) from None
+                raise ConfigError(f"{self.spec.name}: record does not match its contract: {exc}") from None
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self.schema_id))
         try:
@@ -120,8 +119,7 @@ class TopicSerde:
             record = fastavro.schemaless_reader(stream, writer, self.reader)
         except Exception as exc:
             raise DecodeError(
-                f"Avro body does not decode with schema id {schema_id}: "
-                f"{exc.__class__.__name__}: {exc}"
+                f"Avro body does not decode with schema id {schema_id}: {exc.__class__.__name__}: {exc}"
             ) from None
         if stream.tell() != len(body):
             raise DecodeError(

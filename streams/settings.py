@@ -109,9 +109,7 @@ class Settings(BaseSettings):
     @property
     def secrets(self) -> tuple[str, ...]:
         """Names of the secret settings (never printed)."""
-        return tuple(
-            name for name, f in type(self).model_fields.items() if _is_secret(f.annotation)
-        )
+        return tuple(name for name, f in type(self).model_fields.items() if _is_secret(f.annotation))
 
     def as_dict(self) -> dict[str, Any]:
         """All settings with secrets redacted: safe to print or log."""

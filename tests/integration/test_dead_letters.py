@@ -18,8 +18,9 @@ from streams.topology import apply
 from tests.factories import user
 
 
-def _produce_all(kernel: Kernel, topic: str, messages: list[tuple[bytes | None, bytes | None]]
-                 ) -> list[tuple[int, int]]:
+def _produce_all(
+    kernel: Kernel, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> list[tuple[int, int]]:
     """Produce in order to partition 0; returns (partition, offset) of each."""
     producer = kernel.producer()
     positions: list[Any] = [None] * len(messages)
@@ -28,6 +29,7 @@ def _produce_all(kernel: Kernel, topic: str, messages: list[tuple[bytes | None, 
         def cb(err: Any, msg: Any) -> None:
             assert err is None, err
             positions[i] = (msg.partition(), msg.offset())
+
         return cb
 
     for i, (k, v) in enumerate(messages):
@@ -50,10 +52,12 @@ def _read_all(kernel: Kernel, topic: str, group: str, expect: int) -> list[Any]:
 def test_undecodable_records_are_dead_lettered_with_original_bytes_and_position(
     kernel: Kernel, make_catalog: Callable[..., Catalog], uid: str
 ) -> None:
-    cat = make_catalog([
-        {"name": "t{uid}.users.v1", "value_schema": "sis/users.v1.avsc", "cleanup_policy": "compact"},
-        {"name": "dlq.s{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc"},
-    ])
+    cat = make_catalog(
+        [
+            {"name": "t{uid}.users.v1", "value_schema": "sis/users.v1.avsc", "cleanup_policy": "compact"},
+            {"name": "dlq.s{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc"},
+        ]
+    )
     assert apply(cat, kernel.admin, kernel.registry).ok
     topic, dlq_topic, stage = f"t{uid}.users.v1", f"dlq.s{uid}.v1", f"s{uid}"
     serdes = Serdes(kernel.registry, cat)
@@ -76,7 +80,9 @@ def test_undecodable_records_are_dead_lettered_with_original_bytes_and_position(
     dead = DeadLetterPublisher(kernel.producer(), serdes, cat)
     consumer = DecodingConsumer(
         Consumer(consumer_config(kernel.settings, kernel.endpoints.kafka_bootstrap, group)),
-        serdes, dead, stage=stage,
+        serdes,
+        dead,
+        stage=stage,
     )
     consumer.subscribe([topic])
     records = []

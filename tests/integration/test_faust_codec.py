@@ -36,11 +36,13 @@ def _collect(kernel: Kernel, topic: str, group: str, expect: int, timeout: float
 def test_faust_agent_decodes_encodes_and_dead_letters(
     kernel: Kernel, make_catalog: Callable[..., Catalog], uid: str, tmp_path: Path
 ) -> None:
-    cat = make_catalog([
-        {"name": "t{uid}.users.v1", "value_schema": "sis/users.v1.avsc", "partitions": 2},
-        {"name": "t{uid}.copies.v1", "value_schema": "sis/users.v1.avsc", "partitions": 2},
-        {"name": "dlq.f{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
-    ])
+    cat = make_catalog(
+        [
+            {"name": "t{uid}.users.v1", "value_schema": "sis/users.v1.avsc", "partitions": 2},
+            {"name": "t{uid}.copies.v1", "value_schema": "sis/users.v1.avsc", "partitions": 2},
+            {"name": "dlq.f{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+        ]
+    )
     assert apply(cat, kernel.admin, kernel.registry).ok
     src, out, dlq = f"t{uid}.users.v1", f"t{uid}.copies.v1", f"dlq.f{uid}.v1"
     serdes = Serdes(kernel.registry, cat)
@@ -56,14 +58,20 @@ def test_faust_agent_decodes_encodes_and_dead_letters(
 
     env = {
         **os.environ,
-        "PROBE_TOPOLOGY": str(cat.path), "PROBE_SCHEMAS": str(cat.schemas.origin),
-        "PROBE_IN": src, "PROBE_OUT": out, "PROBE_STAGE": f"f{uid}",
+        "PROBE_TOPOLOGY": str(cat.path),
+        "PROBE_SCHEMAS": str(cat.schemas.origin),
+        "PROBE_IN": src,
+        "PROBE_OUT": out,
+        "PROBE_STAGE": f"f{uid}",
         "PROBE_APP_ID": f"probe-{uid}",
     }
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, str(PROBE), "worker", "-l", "info"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[2]),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(Path(__file__).parents[2]),
     )
     try:
         copies = _collect(kernel, out, f"c{uid}", expect=8, timeout=120)

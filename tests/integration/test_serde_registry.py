@@ -27,10 +27,14 @@ def _subset(decoded: dict, original: dict) -> dict:
 def test_confluent_serializer_round_trip_through_registry(kernel: Kernel, uid: str) -> None:
     """confluent-kafka's own AvroSerializer/AvroDeserializer work against our registry."""
     client = SchemaRegistryClient({"url": kernel.endpoints.schema_registry_url})
-    schema = json.dumps({
-        "type": "record", "name": "Probe", "namespace": "org.sislms.test",
-        "fields": [{"name": "id", "type": "string"}, {"name": "n", "type": "long"}],
-    })
+    schema = json.dumps(
+        {
+            "type": "record",
+            "name": "Probe",
+            "namespace": "org.sislms.test",
+            "fields": [{"name": "id", "type": "string"}, {"name": "n", "type": "long"}],
+        }
+    )
     ser = AvroSerializer(client, schema)
     de = AvroDeserializer(client)
     ctx = SerializationContext(f"probe{uid}.things.v1", MessageField.VALUE)
@@ -70,7 +74,8 @@ def test_confluent_serializer_output_decodes_with_our_serde(kernel: Kernel) -> N
     client = SchemaRegistryClient({"url": kernel.endpoints.schema_registry_url})
     contract = kernel.catalog.contract("sis.users.v1")
     ser = AvroSerializer(
-        client, json.dumps(contract.schema),
+        client,
+        json.dumps(contract.schema),
         conf={"auto.register.schemas": False, "use.latest.version": True},
     )
     record = user("u-confluent")
@@ -88,7 +93,7 @@ def test_decode_errors_say_why(kernel: Kernel) -> None:
         serde.decode(b"\x00\x7f\xff\xff\xf0abc")
     good = serde.encode(user())
     assert good is not None
-    with pytest.raises(DecodeError, match="does not decode|trailing"):
+    with pytest.raises(DecodeError, match=r"does not decode|trailing"):
         serde.decode(good[:5] + good[9:])  # body cut short
 
 

@@ -18,11 +18,15 @@ from sislms.stack import Stack
 from streams.settings import Settings
 
 
-def _sislms(*args: str, env: dict[str, str] | None = None, timeout: float = 240
-            ) -> subprocess.CompletedProcess[str]:
+def _sislms(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sislms.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -66,9 +70,7 @@ def second_stack(tmp_path: Path, stack: Stack) -> dict[str, str]:
     }
 
 
-def test_status_reports_a_dead_component_with_the_end_of_its_log(
-    second_stack: dict[str, str]
-) -> None:
+def test_status_reports_a_dead_component_with_the_end_of_its_log(second_stack: dict[str, str]) -> None:
     env = second_stack
     try:
         up = _sislms("stack", "up", "kafka", "postgres", env=env)
@@ -126,8 +128,13 @@ def test_existing_services_named_by_settings_are_used_not_started(
 
 
 def test_settings_never_print_secrets() -> None:
-    r = _sislms("settings", env={"SISLMS_KAFKA_SASL_PASSWORD": "hunter2-secret",
-                                 "SISLMS_POSTGRES_DSN": "postgresql://u:pw-secret@h/db"})
+    r = _sislms(
+        "settings",
+        env={
+            "SISLMS_KAFKA_SASL_PASSWORD": "hunter2-secret",
+            "SISLMS_POSTGRES_DSN": "postgresql://u:pw-secret@h/db",
+        },
+    )
     assert r.returncode == 0, r.stderr
     assert "hunter2-secret" not in r.stdout + r.stderr
     assert "pw-secret" not in r.stdout + r.stderr

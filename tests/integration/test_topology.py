@@ -41,12 +41,17 @@ def test_project_topology_is_applied_and_plan_is_then_empty(kernel: Kernel) -> N
 def test_apply_twice_changes_nothing_the_second_time(
     kernel: Kernel, make_catalog: Callable[..., Catalog]
 ) -> None:
-    cat = make_catalog([
-        {"name": "t{uid}.users.v1", **USERS, "partitions": 4,
-         "config": {"min.compaction.lag.ms": 1000}},
-        {"name": "t{uid}.events.v1", "value_schema": "lms/activity.v1.avsc",
-         "cleanup_policy": "delete", "retention_ms": 86_400_000},
-    ])
+    cat = make_catalog(
+        [
+            {"name": "t{uid}.users.v1", **USERS, "partitions": 4, "config": {"min.compaction.lag.ms": 1000}},
+            {
+                "name": "t{uid}.events.v1",
+                "value_schema": "lms/activity.v1.avsc",
+                "cleanup_policy": "delete",
+                "retention_ms": 86_400_000,
+            },
+        ]
+    )
     first = plan(cat, kernel.admin, kernel.registry)
     kinds = sorted(a.kind for a in first.actions)
     assert kinds.count("create_topic") == 2 and kinds.count("register_schema") == 2
@@ -74,8 +79,14 @@ def test_config_drift_is_corrected_and_partitions_can_grow(
 
     # someone changes the cluster by hand
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
-    res = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
-        ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)])
+
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        name,
+        incremental_configs=[
+            ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
     kernel.admin.incremental_alter_configs([res])[res].result(30)
 
     drift = plan(cat, kernel.admin, kernel.registry)
@@ -98,10 +109,13 @@ def test_partition_decrease_is_refused_and_nothing_is_applied(
     cat = make_catalog([{"name": "t{uid}.users.v1", **USERS, "partitions": 4}])
     apply(cat, kernel.admin, kernel.registry)
     name = next(iter(cat)).name
-    shrunk = make_catalog([
-        {"name": "t{uid}.users.v1", **USERS, "partitions": 2},
-        {"name": "t{uid}.other.v1", **USERS},  # would be created, if anything were applied
-    ], name="shrunk.yaml")
+    shrunk = make_catalog(
+        [
+            {"name": "t{uid}.users.v1", **USERS, "partitions": 2},
+            {"name": "t{uid}.other.v1", **USERS},  # would be created, if anything were applied
+        ],
+        name="shrunk.yaml",
+    )
     p = plan(shrunk, kernel.admin, kernel.registry)
     assert p.refusals and "decrease" in p.refusals[0]
     with pytest.raises(PlanRefused, match="nothing was applied"):
@@ -114,10 +128,12 @@ def test_partition_decrease_is_refused_and_nothing_is_applied(
 def test_incompatible_schema_is_refused_for_its_subject_only(
     kernel: Kernel, make_catalog: Callable[..., Catalog], settings, tmp_path: Path
 ) -> None:
-    v1 = make_catalog([
-        {"name": "t{uid}.orgs.v1", "value_schema": "sis/orgs.v1.avsc", "cleanup_policy": "compact"},
-        {"name": "t{uid}.users.v1", **USERS},
-    ])
+    v1 = make_catalog(
+        [
+            {"name": "t{uid}.orgs.v1", "value_schema": "sis/orgs.v1.avsc", "cleanup_policy": "compact"},
+            {"name": "t{uid}.users.v1", **USERS},
+        ]
+    )
     apply(v1, kernel.admin, kernel.registry)
 
     # a new required field without a default: old records could not be read
@@ -145,8 +161,13 @@ def test_incompatible_schema_is_refused_for_its_subject_only(
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sislms.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "sislms.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 def test_cli_plan_and_apply_exit_codes(kernel: Kernel, tmp_path: Path) -> None:
