@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install prereqs jars run stop status test unit integration lint bench clean
+.PHONY: help install prereqs jars run stop status test unit integration lint bench clean docs
 
 help:
 	@echo "make run    - install, start Kafka + registry + PostgreSQL, apply the topology"
@@ -49,6 +49,9 @@ stop: install
 
 status: install
 	$(BIN)/sislms stack status
+
+docs: install
+	$(BIN)/sislms docs
 
 lint: install
 	$(BIN)/ruff check streams connectors sislms tests bench

@@ -154,6 +154,30 @@ def topology_docs() -> None:
         raise _fail(exc) from None
 
 
+@app.command("docs")
+def docs_cmd(
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if README is stale.")] = False,
+) -> None:
+    """Regenerate README's settings table and topic catalog from the code."""
+    from sislms.wiring import Kernel
+    from streams.docs import render_readme
+    from streams.settings import PROJECT_ROOT
+
+    readme = PROJECT_ROOT / "README.md"
+    text = readme.read_text()
+    try:
+        new = render_readme(text, Kernel(_settings()).catalog)
+    except (SislmsError, ValueError) as exc:
+        raise _fail(exc) from None
+    if check:
+        if new != text:
+            typer.echo("README.md is stale: run `make docs`", err=True)
+            raise typer.Exit(1)
+        return
+    readme.write_text(new)
+    typer.echo("README.md: settings table and topic catalog regenerated")
+
+
 @app.command("settings")
 def settings_cmd(markdown: Annotated[bool, typer.Option(help="README's table")] = False) -> None:
     """Print the current settings (secrets redacted), or the documented table."""
