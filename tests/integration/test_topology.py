@@ -159,6 +159,12 @@ def test_incompatible_schema_is_refused_for_its_subject_only(
     assert kernel.registry.latest_version(orgs_subject) == 1
     assert kernel.registry.latest_version(users_subject) == 2  # the other subject moved on
 
+    # the command line says so and exits non-zero
+    env = {"SISLMS_TOPOLOGY_FILE": str(v2.path), "SISLMS_SCHEMAS_DIR": str(v2.schemas.origin)}
+    r = _cli("topology", "apply", env=env)
+    assert r.returncode == 1
+    assert f"FAILED {orgs_subject}" in r.stderr and "mandatoryNewField" in r.stderr
+
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
