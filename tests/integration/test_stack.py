@@ -149,3 +149,22 @@ def test_settings_object_is_built_from_the_environment(monkeypatch: pytest.Monke
 
     conf = client_config(s, "broker-a:9092,broker-b:9092")
     assert conf["ssl.endpoint.identification.algorithm"] == "https"
+
+
+def test_registry_keeps_its_schemas_across_a_restart(second_stack: dict[str, str]) -> None:
+    """Records on Kafka name their schema by id: the ids must survive a registry restart."""
+    from streams.registry import Registry
+
+    env = second_stack
+    url = f"http://127.0.0.1:{env['SISLMS_REGISTRY_PORT']}/apis/ccompat/v7"
+    schema = {"type": "record", "name": "Probe", "fields": [{"name": "a", "type": "string"}]}
+    try:
+        assert _sislms("stack", "up", "registry", env=env).returncode == 0
+        registered = Registry(url).register("probe-value", schema)
+        assert _sislms("stack", "down", "registry", env=env).returncode == 0
+        assert _sislms("stack", "up", "registry", env=env).returncode == 0
+        again = Registry(url)
+        assert json.loads(again.schema_text(registered.schema_id)) == schema
+        assert again.lookup("probe-value", schema) == registered
+    finally:
+        _sislms("stack", "down", env=env)
