@@ -364,13 +364,10 @@ class Postgres(Component):
     def log_file(self) -> Path:
         return self.dir / "postgres.log"
 
-    def _marker_ok(self) -> None:
-        # pg_ctl forks the postmaster, whose command line names the data directory.
-        self.proc.marker = str(self.data)
-
     def __init__(self, settings: Settings, endpoints: Endpoints) -> None:
         super().__init__(settings, endpoints)
-        self._marker_ok()
+        # pg_ctl forks the postmaster, whose command line names the data directory.
+        self.proc.marker = str(self.data)
 
     def probe(self) -> str | None:
         import psycopg
