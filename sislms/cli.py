@@ -12,7 +12,7 @@ from streams.errors import SislmsError
 from streams.logs import configure_logging
 from streams.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka, registry and PostgreSQL.")
 topology_app = typer.Typer(no_args_is_help=True, help="Topics and schemas as code.")
 app.add_typer(stack_app, name="stack")
@@ -40,10 +40,7 @@ def stack_up(components: Components = None, as_json: JsonFlag = False) -> None:
     from sislms.stack import Stack
 
     stack = Stack(_settings())
-    try:
-        statuses = stack.up(components)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    statuses = stack.up(components)
     _print_status(stack, statuses, as_json)
 
 
@@ -53,10 +50,7 @@ def stack_down(components: Components = None) -> None:
     from sislms.stack import Stack
 
     stack = Stack(_settings())
-    try:
-        stopped = stack.down(components)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    stopped = stack.down(components)
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -66,10 +60,7 @@ def stack_status(components: Components = None, as_json: JsonFlag = False) -> No
     from sislms.stack import Stack
 
     stack = Stack(_settings())
-    try:
-        statuses = stack.status(components)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    statuses = stack.status(components)
     _print_status(stack, statuses, as_json)
     if not all(s.healthy for s in statuses):
         raise typer.Exit(1)
@@ -80,10 +71,7 @@ def stack_fetch() -> None:
     """Fetch the Kafka and registry jars from Maven Central into the cache (once)."""
     from sislms.stack.jars import fetch_jars
 
-    try:
-        jars = fetch_jars(_settings())
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    jars = fetch_jars(_settings())
     typer.echo(
         f"jars ready in {jars.root} (Kafka {jars.kafka_version}, Apicurio Registry {jars.registry_version})"
     )
@@ -98,10 +86,7 @@ def topology_plan(as_json: JsonFlag = False) -> None:
 
     settings = _settings()
     k = Kernel(settings)
-    try:
-        p = plan(k.catalog, k.admin, k.registry, settings.replication_factor_cap)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    p = plan(k.catalog, k.admin, k.registry, settings.replication_factor_cap)
     typer.echo(json.dumps(p.as_dict(), indent=2) if as_json else p.render())
     if p.refusals:
         raise typer.Exit(1)
@@ -115,13 +100,10 @@ def topology_apply(as_json: JsonFlag = False) -> None:
 
     settings = _settings()
     k = Kernel(settings)
-    try:
-        p = plan(k.catalog, k.admin, k.registry, settings.replication_factor_cap)
-        if not as_json:
-            typer.echo(p.render())
-        result = apply(k.catalog, k.admin, k.registry, the_plan=p)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    p = plan(k.catalog, k.admin, k.registry, settings.replication_factor_cap)
+    if not as_json:
+        typer.echo(p.render())
+    result = apply(k.catalog, k.admin, k.registry, the_plan=p)
     if as_json:
         typer.echo(
             json.dumps(
@@ -148,10 +130,7 @@ def topology_docs() -> None:
     from sislms.wiring import Kernel
     from streams.docs import topic_catalog_markdown
 
-    try:
-        typer.echo(topic_catalog_markdown(Kernel(_settings()).catalog))
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    typer.echo(topic_catalog_markdown(Kernel(_settings()).catalog))
 
 
 @app.command("docs")
@@ -167,7 +146,7 @@ def docs_cmd(
     text = readme.read_text()
     try:
         new = render_readme(text, Kernel(_settings()).catalog)
-    except (SislmsError, ValueError) as exc:
+    except ValueError as exc:
         raise _fail(exc) from None
     if check:
         if new != text:
@@ -196,11 +175,8 @@ def schemas_check() -> None:
     from streams.schemas import SchemaSet, check_history
 
     settings = _settings()
-    try:
-        current = SchemaSet.load(settings.schemas_dir)
-        problems = check_history(settings.schemas_dir, current)
-    except SislmsError as exc:
-        raise _fail(exc) from None
+    current = SchemaSet.load(settings.schemas_dir)
+    problems = check_history(settings.schemas_dir, current)
     for where, found in problems.items():
         typer.echo(f"INCOMPATIBLE {where}:", err=True)
         for f in found:
@@ -236,7 +212,7 @@ def _print_status(stack: object, statuses: list, as_json: bool) -> None:
 def main() -> None:
     try:
         app()
-    except SislmsError as exc:  # anything a command did not handle itself
+    except SislmsError as exc:  # every expected failure ends as one line, no traceback
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
