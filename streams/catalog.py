@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streams.errors import ConfigError, TopologyFileError
 from streams.schemas import Contract, SchemaSet
@@ -77,12 +77,13 @@ class TopicSpec(_Strict):
     def _stringify(cls, v: Any) -> Any:
         return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else v
 
-    @model_validator(mode="after")
-    def _no_duplicated_knobs(self) -> TopicSpec:
+    @field_validator("config")
+    @classmethod
+    def _no_duplicated_knobs(cls, v: dict[str, str]) -> dict[str, str]:
         for key in ("cleanup.policy", "retention.ms"):
-            if key in self.config:
+            if key in v:
                 raise ValueError(f"set {key.replace('.', '_')} instead of config[{key!r}]")
-        return self
+        return v
 
     @property
     def subject(self) -> str:
