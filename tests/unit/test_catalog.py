@@ -108,5 +108,5 @@ def test_every_problem_is_listed_with_its_own_line(tmp_path, settings) -> None:
 
 
 def test_a_missing_file_is_a_config_error_naming_it(tmp_path, settings) -> None:
-    with pytest.raises(ConfigError, match="nothing.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"nothing\.yaml: cannot read"):
         load_catalog(tmp_path / "nothing.yaml", settings.schemas_dir)
