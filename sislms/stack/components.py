@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -384,7 +385,9 @@ class Postgres(Component):
 
     @staticmethod
     def _bin() -> Path:
-        from pgserver._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR: not ours
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
 
@@ -394,6 +397,7 @@ class Postgres(Component):
             return None
         import pwd
 
+        self._bin()  # imports pgserver quietly first
         from pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
