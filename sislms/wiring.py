@@ -9,7 +9,6 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.catalog import Catalog, load_catalog
-from streams.dlq import DeadLetterPublisher
 from streams.endpoints import Endpoints, resolve_endpoints
 from streams.kafka import admin_config, producer_config
 from streams.registry import Registry
@@ -47,6 +46,3 @@ class Kernel:
 
     def producer(self, **extra: object) -> Producer:
         return Producer(producer_config(self.settings, self.endpoints.kafka_bootstrap, **extra))
-
-    def dead_letters(self) -> DeadLetterPublisher:
-        return DeadLetterPublisher(self.producer(), self.serdes, self.catalog)

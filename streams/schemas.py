@@ -34,23 +34,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Contract:
-    """One topic's value schema, expanded and parsed."""
+    """One topic's value schema, with the shared types inlined."""
 
     topic: str
     path: Path
     schema: dict[str, Any]  # expanded JSON form: what the registry stores
 
     @property
-    def canonical(self) -> str:
-        return json.dumps(self.schema, separators=(",", ":"), sort_keys=False)
-
-    @property
     def fullname(self) -> str:
         ns = self.schema.get("namespace")
         return f"{ns}.{self.schema['name']}" if ns else str(self.schema["name"])
-
-    def parsed(self) -> Any:
-        return fastavro.parse_schema(self.schema, _write_hint=False)
 
 
 def _fullname(schema: Mapping[str, Any], enclosing_ns: str | None) -> str:

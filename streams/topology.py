@@ -87,14 +87,6 @@ def _admin_call(what: str, fut: Any, timeout: float = 30) -> Any:
         raise ServiceUnavailable(f"Kafka refused or failed to {what}: {exc}") from None
 
 
-def _broker_count(admin: AdminClient) -> int:
-    try:
-        md = admin.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka does not answer a metadata request: {exc}") from None
-    return len(md.brokers)
-
-
 def plan(
     catalog: Catalog, admin: AdminClient, registry: Registry, replication_factor_cap: int | None = None
 ) -> Plan:

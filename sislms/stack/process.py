@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,9 +95,3 @@ class ManagedProcess:
         except psutil.NoSuchProcess:
             pass
         return True
-
-    @staticmethod
-    def wait_gone(pid: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and psutil.pid_exists(pid):
-            time.sleep(0.1)
