@@ -1,93 +1,156 @@
-"""``python -m bench [--records N] [--messages N] [--quick] [--repeat K]``"""
+"""``python -m bench``: run the benchmarks, print the Markdown table, write the JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import statistics
+import shlex
+import sys
 import time
-from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench.kafka_raw import KafkaBench, measurements
-from bench.machine import describe
-from bench.records import payload_pool, user_pool
-from bench.serde import serde_benchmarks
-from sislms.stack import Stack
-from sislms.stack.jars import JarSet
-from sislms.wiring import Kernel
-from streams.logs import configure_logging
-from streams.settings import Settings
-from streams.topology import apply
+from bench.machine import describe, render
+from bench.measure import Measurement
+from bench.serde import TOPIC
 
 log = logging.getLogger("bench")
-RESULTS = Path(__file__).with_name("results")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_RECORDS = 200_000
+DEFAULT_MESSAGES = 500_000
+QUICK_RECORDS = 5_000
+QUICK_MESSAGES = 5_000
 
 
-def _run(name: str, fn: Callable[[], float], repeat: int) -> dict[str, float]:
-    rates = []
-    for i in range(repeat):
-        rates.append(fn())
-        log.info("%s: run %d/%d: %.0f/s", name, i + 1, repeat, rates[-1])
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--records",
+        type=int,
+        help=f"sis.users.v1 records per serde run and per encoded-topic consume run "
+        f"(default {DEFAULT_RECORDS:,}; {QUICK_RECORDS:,} with --quick)",
+    )
+    p.add_argument(
+        "--messages",
+        type=int,
+        help=f"~1 KB messages per raw produce/consume run (default {DEFAULT_MESSAGES:,}; "
+        f"{QUICK_MESSAGES:,} with --quick)",
+    )
+    p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
+    p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
+    p.add_argument("--only", choices=["serde", "kafka"], help="run one group only")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    args = p.parse_args(argv)
+    if args.records is None:
+        args.records = QUICK_RECORDS if args.quick else DEFAULT_RECORDS
+    if args.messages is None:
+        args.messages = QUICK_MESSAGES if args.quick else DEFAULT_MESSAGES
+    for name in ("records", "messages", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    return args
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("--records", type=int, default=50_000, help="records per serde run")
-    ap.add_argument("--messages", type=int, default=200_000, help="messages per Kafka run")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="a small smoke run")
-    args = ap.parse_args()
-    if args.quick:
-        args.records, args.messages, args.repeat = 5_000, 20_000, 1
+def _num(x: float | None, digits: int = 0) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
 
+
+def table(measurements: list[Measurement]) -> str:
+    lines = [
+        "| Measurement | Per run | Median | Min | Max | Unit | MB/s (median) |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for m in measurements:
+        name = f"{m.name} ({m.note})" if m.note else m.name
+        lines.append(
+            f"| {name} | {m.per_run:,} | {_num(m.median)} | {_num(m.low)} | {_num(m.high)} | {m.unit} "
+            f"| {_num(m.median_mb_per_s, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def ensure_stack(settings: Any) -> Any:
+    """Start the local stack if needed and make sure the users contract is registered."""
+    from sislms.stack import Stack
+    from sislms.wiring import Kernel
+    from streams.errors import ConfigError
+    from streams.topology import apply
+
+    for status in Stack(settings).up():
+        log.info("stack: %s", status)
+    kernel = Kernel(settings)
+    try:
+        schema_id = kernel.serdes[TOPIC].schema_id
+        log.info("%s-value: schema id %d", TOPIC, schema_id)
+    except ConfigError:
+        log.info("%s-value is not registered: applying the topology", TOPIC)
+        result = apply(kernel.catalog, kernel.admin, kernel.registry, settings.replication_factor_cap)
+        if not result.ok:
+            raise SystemExit(f"topology apply failed: {result.failed}") from None
+    return kernel
+
+
+def main(argv: list[str] | None = None) -> int:
+    from streams.logs import configure_logging
+    from streams.settings import Settings
+
+    args = parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
-    Stack(settings).up()
-    k = Kernel(settings)
-    if not apply(k.catalog, k.admin, k.registry, settings.replication_factor_cap).ok:
-        raise SystemExit("topology apply failed; see above")
-    serde = k.serdes["sis.users.v1"]
-    pool = user_pool(2_000)
-    machine = describe(JarSet(settings.cache_dir).kafka_version)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
 
-    results: dict[str, dict[str, float]] = {}
-    for name, fn in serde_benchmarks(serde, pool, args.records).items():
-        results[name] = _run(name, fn, args.repeat)
+    kernel = ensure_stack(settings)
+    machine = describe(settings, kernel.endpoints)
+    log.info("%s", render(machine))
 
-    frames = [f for f in (serde.encode(r) for r in pool) if f is not None]
-    kb = KafkaBench(settings, k.endpoints.kafka_bootstrap, k.admin)
-    try:
-        for name, fn in measurements(kb, payload_pool(serde.reader), frames, serde, args.messages).items():
-            results[name] = _run(name, fn, args.repeat)
-    finally:
-        kb.close()
+    measurements: list[Measurement] = []
+    if args.only in (None, "serde"):
+        from bench.serde import run_serde
 
-    units = {
-        n: ("records/s" if n.startswith(("encode", "decode", "consume +")) else "msg/s") for n in results
-    }
-    lines = [
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']}; Python "
-        f"{machine['python']}, Kafka {machine['kafka']} (local, one node), confluent-kafka "
-        f"{machine['confluent-kafka']}, fastavro {machine['fastavro']}. "
-        f"{args.records:,} records per serde run, {args.messages:,} messages per Kafka run, "
-        f"median of {args.repeat} (min-max).",
-        "",
-        "| measurement | rate (median) | min - max |",
-        "| --- | --- | --- |",
-    ]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['median']:,.0f} {units[name]} | {r['min']:,.0f} - {r['max']:,.0f} |")
-    table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
-    log.info("results written to %s", out)
+        measurements += run_serde(kernel, args.records, args.repeats)
+    if args.only in (None, "kafka"):
+        from bench.kafka_raw import run_kafka
+
+        measurements += run_kafka(kernel, args.messages, args.records, args.repeats)
+
+    wall = time.perf_counter() - t0
+    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    md = "\n".join(
+        [
+            table(measurements),
+            "",
+            f"{args.repeats} runs of each; median, min and max of the per-run rate. "
+            "MB/s: 10^6 bytes of values (Avro bodies for the serde rows) per second.",
+            render(machine),
+            f"Command: `{command.strip()}`; wall time {wall:.0f} s; {started:%Y-%m-%d %H:%M} UTC.",
+        ]
+    )
+    print(md)
+
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "started_at": started.isoformat(),
+                "wall_time_s": wall,
+                "command": command.strip(),
+                "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "machine": machine,
+                "measurements": [m.as_dict() for m in measurements],
+                "markdown": md,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    log.info("wrote %s", out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
