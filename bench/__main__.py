@@ -41,7 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
-    p.add_argument("--only", choices=["serde", "kafka"], help="run one group only")
+    p.add_argument("--only", choices=["serde", "kafka", "sis"], help="run one group only")
+    p.add_argument(
+        "--sis-users",
+        default="25000,250000",
+        help="district sizes (students + staff) of the SIS snapshot runs, comma separated "
+        "(default 25000,250000; 2000 with --quick)",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     args = p.parse_args(argv)
     if args.records is None:
@@ -116,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.kafka_raw import run_kafka
 
         measurements += run_kafka(kernel, args.messages, args.records, args.repeats)
+    if args.only in (None, "sis"):
+        from bench.sis_snapshot import run_sis_snapshot
+
+        sizes = [2000] if args.quick and args.sis_users == "25000,250000" else args.sis_users.split(",")
+        measurements += run_sis_snapshot(kernel, [int(s) for s in sizes])
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

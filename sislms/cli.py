@@ -16,7 +16,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pret
 stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka, registry and PostgreSQL.")
 topology_app = typer.Typer(no_args_is_help=True, help="Topics and schemas as code.")
 app.add_typer(stack_app, name="stack")
+sis_app = typer.Typer(
+    no_args_is_help=True, help="The SIS side: simulator, OneRoster sources, mass-change holds."
+)
 app.add_typer(topology_app, name="topology")
+app.add_typer(sis_app, name="sis")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
@@ -184,6 +188,160 @@ def schemas_check() -> None:
     typer.echo(f"{len(current.contracts)} contracts; {len(problems)} incompatible change(s)")
     if problems:
         raise typer.Exit(1)
+
+
+# --- sis ---------------------------------------------------------------------------------
+Users = Annotated[int | None, typer.Option("--users", help="Students + staff (default: the setting).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="District seed (default: the setting).")]
+
+
+@sis_app.command("serve")
+def sis_serve(
+    users: Users = None,
+    seed: Seed = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: the setting).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Changes per second made on its own.")] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="URL called on every change (e.g. the source's /trigger).")
+    ] = None,
+) -> None:
+    """Run the OneRoster 1.2 SIS simulator over a generated district (foreground)."""
+    from sislms.sis import build_simulator
+
+    simulator = build_simulator(
+        _settings(), users=users, seed=seed, port=port, change_rate=rate, webhook_url=webhook
+    )
+    typer.echo(f"OneRoster 1.2 SIS simulator on {simulator.url} ({simulator.district.counts()})")
+    simulator.serve_forever()
+
+
+@sis_app.command("sync")
+def sis_sync(
+    once: Annotated[bool, typer.Option("--once", help="One run, then exit (no trigger endpoint).")] = False,
+    snapshot: Annotated[
+        bool, typer.Option("--snapshot", help="Re-read everything (a full snapshot).")
+    ] = False,
+) -> None:
+    """Run the OneRoster REST source: snapshot, then delta polls plus the webhook trigger."""
+    import signal
+    import threading
+
+    from sislms.sis import build_rest_source, run_rest_source
+
+    settings = _settings()
+    if once or snapshot:
+        source = build_rest_source(settings)
+        report = source.sync_once(force_snapshot=snapshot)
+        typer.echo(
+            json.dumps(
+                {
+                    "upserts": report.upserts,
+                    "deletes": report.deletes,
+                    "skipped": report.skipped,
+                    "deadLetters": report.dead_letters,
+                    "held": report.held,
+                    "seconds": round(report.seconds, 1),
+                },
+                indent=2,
+            )
+        )
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_rest_source(settings, stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@sis_app.command("load")
+def sis_load(
+    bundle: Annotated[str, typer.Argument(help="A OneRoster CSV bundle: a folder or a .zip.")],
+    name: Annotated[str, typer.Option(help="Source name (meta.source is oneroster-csv:<name>).")] = "csv",
+) -> None:
+    """Load a OneRoster 1.1/1.2 CSV bundle; every bad row is reported with file, line and reason."""
+    from sislms.sis import build_csv_source
+
+    report = build_csv_source(_settings(), name).load(bundle)
+    for file, line, field, reason in report.rejected[:50]:
+        typer.echo(f"{file}:{line or '-'}: {field or '-'}: {reason}", err=True)
+    if len(report.rejected) > 50:
+        typer.echo(f"... and {len(report.rejected) - 50} more (all in dlq.sis_ingest.v1)", err=True)
+    typer.echo(
+        f"{bundle}: OneRoster {report.version}: {sum(report.upserts.values())} upserted, "
+        f"{sum(report.deletes.values())} deleted, {len(report.rejected)} rejected row(s) "
+        f"in {report.seconds:.1f} s"
+    )
+    for entity_name, hold_id in report.held.items():
+        typer.echo(
+            f"HELD deletions of {entity_name}: sislms sis approve {hold_id}  |  sislms sis reject {hold_id}"
+        )
+
+
+@sis_app.command("export")
+def sis_export(
+    out: Annotated[str, typer.Argument(help="Folder (or .zip) to write the CSV bundle to.")],
+    users: Users = None,
+    seed: Seed = None,
+) -> None:
+    """Write the generated district as a OneRoster 1.2 CSV bundle."""
+    from connectors.oneroster.csv import write_bundle
+    from simulators.district import DistrictSpec, generate
+
+    settings = _settings()
+    district = generate(
+        DistrictSpec(
+            users=settings.simulator_users if users is None else users,
+            seed=settings.simulator_seed if seed is None else seed,
+        )
+    )
+    write_bundle(
+        {k: list(v.values()) for k, v in district.collections.items()}, out, zip=out.endswith(".zip")
+    )
+    typer.echo(f"{out}: {district.counts()}")
+
+
+@sis_app.command("holds")
+def sis_holds(
+    every: Annotated[bool, typer.Option("--all", help="Also decided holds.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mass deletions waiting for an operator."""
+    from dataclasses import asdict
+
+    from sislms.sis import hold_book
+
+    holds = hold_book(_settings()).list(status=None if every else "pending")
+    if as_json:
+        typer.echo(json.dumps([{**asdict(h), "deletions": len(h.deletions)} for h in holds], indent=2))
+        return
+    if not holds:
+        typer.echo("no holds" if every else "no pending holds")
+    for h in holds:
+        typer.echo(
+            f"{h.id}  {h.status:<8} {h.source}  {h.entity}: {len(h.deletions)} deletion(s), "
+            f"{100 * h.share:.0f}% of {h.live_before} live, since {h.created_at}  ({h.note})"
+        )
+
+
+@sis_app.command("approve")
+def sis_approve(hold_id: Annotated[str, typer.Argument(help="The hold's id (`sislms sis holds`).")]) -> None:
+    """Publish a held mass deletion now."""
+    from sislms.sis import apply_hold, hold_book
+
+    settings = _settings()
+    hold = hold_book(settings).decide(hold_id, approve=True)
+    count = apply_hold(settings, hold)
+    typer.echo(f"hold {hold_id} approved: {count} tombstone(s) published to {hold.topic}")
+
+
+@sis_app.command("reject")
+def sis_reject(hold_id: Annotated[str, typer.Argument(help="The hold's id (`sislms sis holds`).")]) -> None:
+    """Drop a held mass deletion: nothing is deleted."""
+    from sislms.sis import hold_book
+
+    hold = hold_book(_settings()).decide(hold_id, approve=False)
+    typer.echo(f"hold {hold_id} rejected: {len(hold.deletions)} deletion(s) of {hold.entity} dropped")
 
 
 def _print_status(stack: object, statuses: list, as_json: bool) -> None:

@@ -84,6 +84,68 @@ class Settings(BaseSettings):
         120.0, description="How long `stack up` waits for a component to become ready."
     )
 
+    # --- SIS (OneRoster 1.2 REST source) ------------------------------------------------
+    sis_url: str | None = Field(
+        None,
+        description="Root URL of the SIS's OneRoster 1.2 REST API (the part before "
+        "`/ims/oneroster/...`). Unset: the local SIS simulator (`sislms sis serve`).",
+    )
+    sis_token_url: str | None = Field(
+        None, description="OAuth 2 token endpoint. Unset: `<sis_url>/oauth/token`."
+    )
+    sis_client_id: str = Field("sislms", description="OAuth 2 client id for the SIS.")
+    sis_client_secret: SecretStr | None = Field(
+        None,
+        description="OAuth 2 client secret for the SIS. Unset with the local simulator: a random "
+        "secret made once under the state dir (mode 0600) and shared by both sides.",
+    )
+    sis_scopes: str = Field(
+        "roster.readonly gradebook.readonly", description="OAuth 2 scopes asked for (space separated)."
+    )
+    sis_source_name: str = Field(
+        "district-sis", description="Name of this SIS source: in `meta.source`, metrics, state and holds."
+    )
+    sis_entities: str = Field(
+        "orgs,academicSessions,courses,classes,users,demographics,enrollments,categories,lineItems,results",
+        description="OneRoster collections the sources publish, comma separated.",
+    )
+    sis_poll_interval_s: float = Field(10.0, description="Delta poll interval of the REST source.")
+    sis_page_size: int = Field(1000, description="Page size (`limit`) of the REST source's requests.")
+    sis_clock_skew_s: float = Field(
+        5.0,
+        description="Safety margin under the bookmark: changes stamped up to this long before a "
+        "run started are read again (and not re-published).",
+    )
+    sis_http_timeout_s: float = Field(30.0, description="Timeout of one request to the SIS.")
+    sis_max_retries: int = Field(8, description="Retries of a 429/5xx/unreadable answer before a run fails.")
+    sis_trigger_host: str = Field(
+        "127.0.0.1", description="Address of the REST source's trigger/health/metrics."
+    )
+    sis_trigger_port: int = Field(
+        18091, description="Port of `POST /trigger` (the SIS webhook), `GET /healthz`, `GET /metrics`."
+    )
+    sis_webhook_secret: SecretStr | None = Field(
+        None, description="Bearer secret the SIS webhook must send to `/trigger`. Unset: any caller."
+    )
+    sis_mass_change_threshold: float = Field(
+        0.10,
+        description="Hold a sync's deletions when they exceed this share of an entity's live records.",
+    )
+    sis_mass_change_min_records: int = Field(
+        10, description="Deletions below this count are never held (small entities)."
+    )
+
+    # --- SIS simulator ---------------------------------------------------------------------
+    simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
+    simulator_users: int = Field(
+        20_500, description="Students + staff of the simulator's generated district."
+    )
+    simulator_seed: int = Field(2026, description="Seed of the generated district.")
+    simulator_change_rate: float = Field(
+        0.0, description="Changes per second the simulator makes on its own (0: only on request)."
+    )
+    simulator_token_ttl_s: float = Field(3600.0, description="Lifetime of the simulator's OAuth tokens.")
+
     # --- Project files -----------------------------------------------------------------
     topology_file: Path = Field(
         PROJECT_ROOT / "deploy" / "topology.yaml",

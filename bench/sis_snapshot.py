@@ -1,0 +1,229 @@
+"""Full-district snapshot through the OneRoster REST source, on the real stack.
+
+For each district size: generate the district, serve it with the SIS simulator (in this process,
+on loopback), and run one snapshot of every entity into fresh ``bench.*`` copies of the ``sis.*``
+topics: HTTP paging, JSON parsing, contract conversion, Avro encoding, idempotent produce and the
+final flush. Beside it, in the same run:
+
+* **read only**: the same pages fetched and parsed, nothing converted or produced (what the SIS
+  and HTTP cost on their own);
+* **consume + decode**: the topics the snapshot filled, read back and decoded (the pipeline's
+  floor for any consumer of these topics).
+
+The simulator shares the two cores with the source, so the figures are a floor for a source
+talking to a real SIS on another machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.measure import Measurement, Run
+from connectors.oneroster.auth import ClientCredentials
+from connectors.oneroster.models import ENTITIES
+from connectors.oneroster.query import Query
+from connectors.sources.base import SourceState, TopicWriter
+from connectors.sources.holds import HoldBook, MassChangeGuard
+from connectors.sources.oneroster_rest.client import OneRosterClient
+from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
+from simulators.district import DistrictSpec, generate
+from simulators.sis.server import SimulatorConfig, SisSimulator
+from sislms.wiring import Kernel
+from streams.catalog import load_catalog
+from streams.compacted import read_live_keys
+from streams.kafka import client_config
+from streams.serde import Serdes
+from streams.topology import apply
+
+__all__ = ["run_sis_snapshot"]
+
+log = logging.getLogger("bench.sis")
+
+SECRET = "bench-secret"
+
+
+def _topics(kernel: Kernel, tag: str, workdir: Path) -> tuple[Any, dict[str, str]]:
+    specs: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for ent in ENTITIES:
+        base = kernel.catalog.topic(ent.topic)
+        name = f"bench.{ent.topic.split('.')[1]}_{tag}.v1"
+        names[ent.name] = name
+        specs.append(
+            {
+                "name": name,
+                "description": "bench",
+                "owner": "bench",
+                "cleanup_policy": "compact",
+                "value_schema": base.value_schema,
+            }
+        )
+    specs.append(
+        {
+            "name": f"dlq.bench_{tag}.v1",
+            "description": "bench",
+            "owner": "bench",
+            "cleanup_policy": "delete",
+            "value_schema": "dlq/dead_letter.v1.avsc",
+            "partitions": 1,
+        }
+    )
+    path = workdir / f"topology-{tag}.yaml"
+    doc = {"version": 1, "defaults": {"partitions": 6, "replication_factor": 1}, "topics": specs}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    catalog = load_catalog(path, kernel.settings.schemas_dir)
+    result = apply(catalog, kernel.admin, kernel.registry, 1)
+    if not result.ok:
+        raise SystemExit(f"bench topology failed: {result.failed}")
+    return catalog, names
+
+
+def _delete(kernel: Kernel, names: list[str]) -> None:
+    admin: AdminClient = kernel.admin
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        with contextlib.suppress(Exception):  # best effort clean-up
+            future.result()
+
+
+def _read_only(sim: SisSimulator, page_size: int) -> tuple[int, float]:
+    auth = ClientCredentials(
+        f"{sim.url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
+    )
+    client = OneRosterClient(sim.url, auth)
+    count, started = 0, time.perf_counter()
+    for ent in ENTITIES:
+        for page in client.pages(ent, Query(limit=page_size)):
+            count += len(page.records)
+    client.close()
+    return count, time.perf_counter() - started
+
+
+def _consume_decode(kernel: Kernel, catalog: Any, names: dict[str, str]) -> tuple[int, float]:
+    serdes = Serdes(kernel.registry, catalog)
+    consumer = Consumer(
+        {
+            **client_config(kernel.settings, kernel.endpoints.kafka_bootstrap),
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    count, started = 0, time.perf_counter()
+    try:
+        for topic in names.values():
+            serde = serdes[topic]
+            meta = consumer.list_topics(topic, timeout=30).topics[topic]
+            ends, assignment = {}, []
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                if high > low:
+                    ends[p] = high
+                    assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+            if not assignment:
+                continue
+            consumer.assign(assignment)
+            while ends:
+                for m in consumer.consume(1000, timeout=1.0):
+                    if m.error():
+                        continue
+                    serde.decode(m.value())
+                    count += 1
+                    if m.offset() + 1 >= ends.get(m.partition(), 0):
+                        ends.pop(m.partition(), None)
+    finally:
+        consumer.close()
+    return count, time.perf_counter() - started
+
+
+def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) -> list[Measurement]:
+    """One snapshot per district size (each size is a few minutes at 250,000 users)."""
+    out: list[Measurement] = []
+    for users in sizes:
+        t0 = time.perf_counter()
+        district = generate(DistrictSpec(users=users))
+        gen_s = time.perf_counter() - t0
+        counts = district.counts()
+        total = sum(counts.get(e.name, 0) for e in ENTITIES)
+        log.info("district of %d users: %d records, generated in %.1f s: %s", users, total, gen_s, counts)
+        known = {
+            e.name: frozenset(f["name"] for f in kernel.catalog.contract(e.topic).schema["fields"])
+            for e in ENTITIES
+        }
+        sim = SisSimulator(
+            SimulatorConfig(port=0, client_secret=SECRET, known_fields=known), district=district
+        )
+        sim.start()
+        tag = uuid.uuid4().hex[:8]
+        with tempfile.TemporaryDirectory() as tmp:
+            catalog, names = _topics(kernel, tag, Path(tmp))
+            try:
+                read_n, read_s = _read_only(sim, page_size)
+                serdes = Serdes(kernel.registry, catalog, validate=False)
+                config = RestSourceConfig(name="bench", page_size=page_size)
+                writer = TopicWriter(
+                    kernel.producer(), serdes, catalog, source=config.source, stage=f"bench_{tag}"
+                )
+                auth = ClientCredentials(
+                    f"{sim.url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
+                )
+                conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+                source = RestSource(
+                    config,
+                    client=OneRosterClient(sim.url, auth),
+                    writer=writer,
+                    catalog=catalog,
+                    state=SourceState(Path(tmp) / "state.json"),
+                    holds=HoldBook(Path(tmp) / "holds"),
+                    guard=MassChangeGuard(),
+                    live_keys=lambda topic, conf=conf: read_live_keys(conf, topic),
+                    topics=names,
+                )
+                started = time.perf_counter()
+                report = source.sync_once()
+                snap_s = time.perf_counter() - started
+                published = report.total("upserts")
+                if published != total:
+                    log.warning("snapshot published %d of %d records", published, total)
+                decoded, dec_s = _consume_decode(kernel, catalog, names)
+            finally:
+                sim.stop()
+                _delete(kernel, [*names.values(), f"dlq.bench_{tag}.v1"])
+        label = f"{users:,} users, {total:,} records"
+        out.append(
+            Measurement(
+                "sis",
+                f"snapshot: OneRoster REST -> sis topics ({label})",
+                "records/s",
+                published,
+                [Run(published, snap_s)],
+                note=f"{snap_s:.0f} s for the district",
+            )
+        )
+        out.append(
+            Measurement(
+                "sis",
+                f"read only: the same pages fetched and parsed ({label})",
+                "records/s",
+                read_n,
+                [Run(read_n, read_s)],
+            )
+        )
+        out.append(
+            Measurement(
+                "sis",
+                f"consume + decode the snapshot's topics ({label})",
+                "records/s",
+                decoded,
+                [Run(decoded, dec_s)],
+            )
+        )
+    return out

@@ -1,0 +1,206 @@
+"""Builds the SIS side from settings: the simulator, the REST source, the CSV source, holds."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from connectors.oneroster.auth import ClientCredentials
+from connectors.oneroster.models import ENTITIES, entity
+from connectors.sources.base import SourceState, TopicWriter
+from connectors.sources.control import ControlServer
+from connectors.sources.holds import Hold, HoldBook, MassChangeGuard
+from connectors.sources.oneroster_rest.client import OneRosterClient
+from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
+from simulators.district import DistrictSpec
+from simulators.sis.server import SimulatorConfig, SisSimulator
+from sislms.wiring import Kernel
+from streams.compacted import read_live_keys
+from streams.errors import ConfigError
+from streams.kafka import client_config
+from streams.serde import Serdes
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.sources.oneroster_csv.source import CsvSource
+
+__all__ = [
+    "apply_hold",
+    "build_csv_source",
+    "build_rest_source",
+    "build_simulator",
+    "client_secret",
+    "hold_book",
+    "run_rest_source",
+    "sis_url",
+]
+
+STAGE = "sis_ingest"
+
+
+def client_secret(settings: Settings) -> str:
+    """The SIS client secret: from the environment, or (local simulator only) made once."""
+    if settings.sis_client_secret is not None:
+        return settings.sis_client_secret.get_secret_value()
+    if settings.sis_url is not None:
+        raise ConfigError("SISLMS_SIS_URL is set but SISLMS_SIS_CLIENT_SECRET is not")
+    path = settings.state_dir / "secrets" / "sis-client-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def sis_url(settings: Settings) -> str:
+    return settings.sis_url or f"http://127.0.0.1:{settings.simulator_port}"
+
+
+def entities(settings: Settings) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in settings.sis_entities.split(",") if n.strip())
+    for name in names:
+        try:
+            entity(name)
+        except KeyError as exc:
+            raise ConfigError(f"SISLMS_SIS_ENTITIES: {exc.args[0]}") from None
+    return names
+
+
+def hold_book(settings: Settings) -> HoldBook:
+    return HoldBook(settings.state_dir / "holds")
+
+
+def _guard(settings: Settings) -> MassChangeGuard:
+    return MassChangeGuard(settings.sis_mass_change_threshold, settings.sis_mass_change_min_records)
+
+
+def _writer(kernel: Kernel, source: str) -> TopicWriter:
+    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # to_record checked every field
+    return TopicWriter(kernel.producer(), serdes, kernel.catalog, source=source, stage=STAGE)
+
+
+def _live_keys(kernel: Kernel) -> Callable[[str], set[str]]:
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    return lambda topic: read_live_keys(conf, topic)
+
+
+def known_fields(kernel: Kernel) -> dict[str, frozenset[str]]:
+    """Each collection's fields, from its contract (what ``filter``/``fields``/``sort`` may name)."""
+    out = {}
+    for ent in ENTITIES:
+        schema = kernel.catalog.contract(ent.topic).schema
+        out[ent.name] = frozenset(f["name"] for f in schema["fields"] if f["name"] != "meta")
+    return out
+
+
+def build_simulator(
+    settings: Settings,
+    *,
+    users: int | None = None,
+    seed: int | None = None,
+    port: int | None = None,
+    change_rate: float | None = None,
+    webhook_url: str | None = None,
+    token_ttl_s: float | None = None,
+) -> SisSimulator:
+    kernel = Kernel(settings)
+    config = SimulatorConfig(
+        port=settings.simulator_port if port is None else port,
+        client_id=settings.sis_client_id,
+        client_secret=client_secret(settings),
+        token_ttl_s=settings.simulator_token_ttl_s if token_ttl_s is None else token_ttl_s,
+        district=DistrictSpec(
+            users=settings.simulator_users if users is None else users,
+            seed=settings.simulator_seed if seed is None else seed,
+        ),
+        change_rate=settings.simulator_change_rate if change_rate is None else change_rate,
+        webhook_url=webhook_url,
+        webhook_secret=settings.sis_webhook_secret.get_secret_value()
+        if settings.sis_webhook_secret
+        else None,
+        known_fields=known_fields(kernel),
+    )
+    return SisSimulator(config)
+
+
+def build_rest_source(settings: Settings, kernel: Kernel | None = None) -> RestSource:
+    kernel = kernel or Kernel(settings)
+    base = sis_url(settings)
+    auth = ClientCredentials(
+        settings.sis_token_url or f"{base}/oauth/token",
+        settings.sis_client_id,
+        client_secret(settings),
+        settings.sis_scopes.split(),
+    )
+    client = OneRosterClient(
+        base, auth, timeout_s=settings.sis_http_timeout_s, max_retries=settings.sis_max_retries
+    )
+    config = RestSourceConfig(
+        name=settings.sis_source_name,
+        entities=entities(settings),
+        page_size=settings.sis_page_size,
+        poll_interval_s=settings.sis_poll_interval_s,
+        clock_skew_s=settings.sis_clock_skew_s,
+    )
+    state = SourceState(settings.state_dir / "sources" / f"oneroster-rest-{settings.sis_source_name}.json")
+    return RestSource(
+        config,
+        client=client,
+        writer=_writer(kernel, config.source),
+        catalog=kernel.catalog,
+        state=state,
+        holds=hold_book(settings),
+        guard=_guard(settings),
+        live_keys=_live_keys(kernel),
+    )
+
+
+def run_rest_source(settings: Settings, stop: threading.Event) -> None:
+    """Run the REST source with its trigger/health/metrics endpoint until ``stop`` is set."""
+    source = build_rest_source(settings)
+    secret = settings.sis_webhook_secret.get_secret_value() if settings.sis_webhook_secret else None
+    control = ControlServer(
+        settings.sis_trigger_host, settings.sis_trigger_port, on_trigger=source.trigger, health=source.health,
+        secret=secret,
+    ).start()  # fmt: skip
+    try:
+        source.run(stop)
+    finally:
+        control.stop()
+        source.client.close()
+
+
+def build_csv_source(settings: Settings, name: str, kernel: Kernel | None = None) -> CsvSource:
+    from connectors.sources.oneroster_csv.source import CsvSource
+
+    kernel = kernel or Kernel(settings)
+    source = f"oneroster-csv:{name}"
+    return CsvSource(
+        name=name,
+        writer=_writer(kernel, source),
+        catalog=kernel.catalog,
+        holds=hold_book(settings),
+        guard=_guard(settings),
+        live_keys=_live_keys(kernel),
+        entities=entities(settings),
+    )
+
+
+def apply_hold(settings: Settings, hold: Hold) -> int:
+    """Publish an approved hold's tombstones now and mark it applied; returns how many."""
+    kernel = Kernel(settings)
+    writer = _writer(kernel, hold.source)
+    for key in hold.deletions:
+        writer.tombstone(hold.entity, hold.topic, key)
+    writer.flush()
+    hold_book(settings).mark_applied(hold)
+    return len(hold.deletions)
+
+
+def export_path(path: str) -> Path:
+    return Path(path).expanduser().resolve()

@@ -1,0 +1,85 @@
+"""Read a compacted topic's current state: which keys are live (latest record not a tombstone).
+
+Used where a process must know what a topic already holds: a full snapshot that turns records
+missing at the source into tombstones, and the mass-change guard that compares a deletion with
+the entity's size. Reads raw keys without decoding values, with ``assign()`` (no group, nothing
+committed) from the beginning to the high watermark seen at the start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.errors import ServiceUnavailable
+
+__all__ = ["read_live_keys"]
+
+log = logging.getLogger(__name__)
+
+
+def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -> set[str]:
+    """The keys whose latest record in ``topic`` is not a tombstone.
+
+    Args:
+        conf: client properties (bootstrap, TLS, SASL); a throwaway group id is added.
+        topic: the compacted topic.
+        timeout_s: give up (``ServiceUnavailable``) when the end is not reached in time.
+    """
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": f"sislms-live-keys-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    live: set[str] = set()
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None:
+            raise ServiceUnavailable(f"topic {topic} is not available: {info.error if info else 'missing'}")
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in info.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
+        if not starts:
+            return live
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"reading {topic} to its end took more than {timeout_s:.0f} s")
+            batch = consumer.consume(10_000, timeout=1.0)
+            if not batch:
+                # The last offsets may hold no record (compacted away, control records): ask where we are.
+                for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise ServiceUnavailable(f"reading {topic}: {error}")
+                key = message.key()
+                if key is not None:
+                    text = key.decode("utf-8", "replace")
+                    if message.value() is None:
+                        live.discard(text)
+                    else:
+                        live.add(text)
+                partition, offset = message.partition(), message.offset()
+                if partition in ends and offset is not None and offset + 1 >= ends[partition]:
+                    del ends[partition]
+        return live
+    finally:
+        consumer.close()
