@@ -74,7 +74,8 @@ _SCI = ("Science", "Life and Physical Sciences", "03")
 _SOC = ("Social Studies", "Social Sciences and History", "04")
 _ART = ("Fine Arts", "Fine and Performing Arts", "05")
 _WL = ("World Languages", "World Languages", "06")
-_PE = ("Physical Education", "Physical, Health, and Safety Education", "08")
+# Subject names carry no comma: the OneRoster CSV binding separates list values with commas.
+_PE = ("Physical Education", "Physical Health and Safety Education", "08")
 _CS = ("Career and Technical", "Computer and Information Sciences", "10")
 _ENGR = ("Career and Technical", "Engineering and Technology", "21")
 _BUS = ("Career and Technical", "Business and Marketing", "12")
@@ -119,7 +120,7 @@ ELEMENTARY: tuple[CourseDef, ...] = (
     _c(
         "ES-STEM",
         "Elementary STEM",
-        ("Specials", "Science, Technology, Engineering and Mathematics", "21"),
+        ("Specials", "Science Technology Engineering and Mathematics", "21"),
         LEVEL_GRADES["elementary"],
     ),
 )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.oneroster.csv import Row, RowError, open_bundle
-from connectors.oneroster.models import Entity, InvalidRecord, entity, is_deletion, to_record
+from connectors.oneroster.models import ENTITIES, Entity, InvalidRecord, entity, is_deletion, to_record
 from connectors.sources.base import TopicWriter, change_meta
 from connectors.sources.holds import HoldBook, MassChangeGuard
 from streams.catalog import Catalog
@@ -33,6 +33,7 @@ __all__ = ["CsvLoadReport", "CsvSource", "RowRejected"]
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 50_000
+_PUBLISHED = frozenset(e.name for e in ENTITIES)
 
 
 class RowRejected(SkippableError):
@@ -102,20 +103,24 @@ class CsvSource:
                 log.info("%s: %d rows read from %s", self.source, done, path)
             if isinstance(item, RowError):
                 self._reject(item.file, item.line, item.field, item.reason, item.raw, report)
+                if item.entity in _PUBLISHED and item.sourced_id:
+                    # Rejected is not deleted: what the topic holds for it stays.
+                    seen.setdefault(item.entity, set()).add(item.sourced_id)
                 continue
             if self.entities is not None and item.entity not in self.entities:
                 continue
             self._row(item, loaded_at, report, seen, deleted)
-        for name, keys in seen.items():
-            ent = entity(name)
-            if bundle.mode.get(f"{name}.csv", "bulk") != "bulk" and bundle.mode.get(name, "bulk") != "bulk":
-                keys_gone: list[str] = []
-            else:
+        self.writer.flush()  # the upserts first: a deletion is decided on a confirmed load
+        for ent in ENTITIES:
+            name = ent.name
+            if not bundle.has(name) or (self.entities is not None and name not in self.entities):
+                continue
+            gone: list[str] = []
+            if bundle.mode.get(name) == "bulk":
+                # A bulk file is the whole truth for its entity: what it does not list is gone.
                 live = self._read_live_keys(self.topic(ent))
-                keys_gone = sorted(live - keys - set(deleted.get(name, [])))
-            self._deletions(name, deleted.get(name, []) + keys_gone, report)
-        for name in set(deleted) - set(seen):
-            self._deletions(name, deleted[name], report)
+                gone = sorted(live - seen.get(name, set()) - set(deleted.get(name, [])))
+            self._deletions(name, deleted.get(name, []) + gone, report)
         self.writer.flush()
         report.seconds = time.monotonic() - started
         log.info(
@@ -158,6 +163,8 @@ class CsvSource:
             )  # fmt: skip
         except InvalidRecord as exc:
             self._reject(row.file, row.line, exc.field, exc.message, row.raw, report)
+            if row.obj.get("sourcedId"):
+                seen.setdefault(ent.name, set()).add(str(row.obj["sourcedId"]))
             return
         key = record["sourcedId"]
         if is_deletion(row.obj):
