@@ -10,20 +10,26 @@ final flush. Beside it, in the same run:
 * **consume + decode**: the topics the snapshot filled, read back and decoded (the pipeline's
   floor for any consumer of these topics).
 
-The simulator shares the two cores with the source, so the figures are a floor for a source
-talking to a real SIS on another machine.
+The simulator runs as its own process (``sislms sis serve``) on the same machine, as a SIS on
+another host would run beside the source; on two cores the two share the machine, so the figures
+are a floor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -36,8 +42,6 @@ from connectors.sources.base import SourceState, TopicWriter
 from connectors.sources.holds import HoldBook, MassChangeGuard
 from connectors.sources.oneroster_rest.client import OneRosterClient
 from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
-from simulators.district import DistrictSpec, generate
-from simulators.sis.server import SimulatorConfig, SisSimulator
 from sislms.wiring import Kernel
 from streams.catalog import load_catalog
 from streams.compacted import read_live_keys
@@ -95,11 +99,11 @@ def _delete(kernel: Kernel, names: list[str]) -> None:
             future.result()
 
 
-def _read_only(sim: SisSimulator, page_size: int) -> tuple[int, float]:
+def _read_only(url: str, page_size: int) -> tuple[int, float]:
     auth = ClientCredentials(
-        f"{sim.url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
+        f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
     )
-    client = OneRosterClient(sim.url, auth)
+    client = OneRosterClient(url, auth)
     count, started = 0, time.perf_counter()
     for ent in ENTITIES:
         for page in client.pages(ent, Query(limit=page_size)):
@@ -144,49 +148,61 @@ def _consume_decode(kernel: Kernel, catalog: Any, names: dict[str, str]) -> tupl
     return count, time.perf_counter() - started
 
 
+def _serve(users: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, int]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {**os.environ, "SISLMS_SIS_CLIENT_SECRET": SECRET, "SISLMS_STATE_DIR": str(workdir / "state")}
+    log_file = (workdir / "simulator.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sislms.cli", "sis", "serve", "--users", str(users), "--port", str(port)],
+        env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the simulator exited: see {workdir / 'simulator.log'}")
+        try:
+            health = httpx.get(f"{url}/_sim/health", timeout=5)
+            if health.status_code == 200:
+                return proc, url, dict(health.json()["counts"])
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    proc.terminate()
+    raise SystemExit("the simulator did not start within 15 minutes")
+
+
 def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) -> list[Measurement]:
-    """One snapshot per district size (each size is a few minutes at 250,000 users)."""
+    """One snapshot per district size (a few minutes at 250,000 users)."""
     out: list[Measurement] = []
     for users in sizes:
-        t0 = time.perf_counter()
-        district = generate(DistrictSpec(users=users))
-        gen_s = time.perf_counter() - t0
-        counts = district.counts()
-        total = sum(counts.get(e.name, 0) for e in ENTITIES)
-        log.info("district of %d users: %d records, generated in %.1f s: %s", users, total, gen_s, counts)
-        known = {
-            e.name: frozenset(f["name"] for f in kernel.catalog.contract(e.topic).schema["fields"])
-            for e in ENTITIES
-        }
-        sim = SisSimulator(
-            SimulatorConfig(port=0, client_secret=SECRET, known_fields=known), district=district
-        )
-        sim.start()
-        tag = uuid.uuid4().hex[:8]
         with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            proc, url, counts = _serve(users, Path(tmp))
+            total = sum(counts.get(e.name, 0) for e in ENTITIES)
+            up_s = time.perf_counter() - t0
+            log.info("simulator of %d users up in %.0f s: %d records %s", users, up_s, total, counts)
+            tag = uuid.uuid4().hex[:8]
             catalog, names = _topics(kernel, tag, Path(tmp))
             try:
-                read_n, read_s = _read_only(sim, page_size)
+                read_n, read_s = _read_only(url, page_size)
                 serdes = Serdes(kernel.registry, catalog, validate=False)
                 config = RestSourceConfig(name="bench", page_size=page_size)
                 writer = TopicWriter(
                     kernel.producer(), serdes, catalog, source=config.source, stage=f"bench_{tag}"
                 )
                 auth = ClientCredentials(
-                    f"{sim.url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
+                    f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
                 )
                 conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
                 source = RestSource(
-                    config,
-                    client=OneRosterClient(sim.url, auth),
-                    writer=writer,
-                    catalog=catalog,
-                    state=SourceState(Path(tmp) / "state.json"),
-                    holds=HoldBook(Path(tmp) / "holds"),
-                    guard=MassChangeGuard(),
-                    live_keys=lambda topic, conf=conf: read_live_keys(conf, topic),
+                    config, client=OneRosterClient(url, auth), writer=writer, catalog=catalog,
+                    state=SourceState(Path(tmp) / "state.json"), holds=HoldBook(Path(tmp) / "holds"),
+                    guard=MassChangeGuard(), live_keys=lambda topic, conf=conf: read_live_keys(conf, topic),
                     topics=names,
-                )
+                )  # fmt: skip
                 started = time.perf_counter()
                 report = source.sync_once()
                 snap_s = time.perf_counter() - started
@@ -195,7 +211,8 @@ def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) ->
                     log.warning("snapshot published %d of %d records", published, total)
                 decoded, dec_s = _consume_decode(kernel, catalog, names)
             finally:
-                sim.stop()
+                proc.terminate()
+                proc.wait(timeout=30)
                 _delete(kernel, [*names.values(), f"dlq.bench_{tag}.v1"])
         label = f"{users:,} users, {total:,} records"
         out.append(
@@ -217,13 +234,6 @@ def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) ->
                 [Run(read_n, read_s)],
             )
         )
-        out.append(
-            Measurement(
-                "sis",
-                f"consume + decode the snapshot's topics ({label})",
-                "records/s",
-                decoded,
-                [Run(decoded, dec_s)],
-            )
-        )
+        out.append(Measurement("sis", f"consume + decode the snapshot's topics ({label})", "records/s",
+                               decoded, [Run(decoded, dec_s)]))  # fmt: skip
     return out

@@ -122,6 +122,7 @@ _EXTENSIBLE = {
     ("classes", "classType"),
     ("users", "roles.role"),
     ("enrollments", "role"),
+    ("results", "scoreStatus"),
 }
 
 

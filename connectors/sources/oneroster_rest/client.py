@@ -16,7 +16,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -176,26 +177,30 @@ class OneRosterClient:
 
     def pages(self, entity: Entity, query: Query) -> Iterator[Page]:
         """Every page of a query by offset: stops on an empty page, or a short page when the
-        provider sent no total; a short page with more to come (a provider's page cap) goes on."""
-        offset = query.offset
-        while True:
-            page = self.get_page(
-                entity,
-                Query(
-                    limit=query.limit,
-                    offset=offset,
-                    sort=query.sort,
-                    order_by=query.order_by,
-                    filter=query.filter,
-                    fields=query.fields,
-                ),
-            )
-            yield page
-            offset += len(page.records)
-            if not page.records:
-                return
-            if page.total is not None:
-                if offset >= page.total:
+        provider sent no total; a short page with more to come (a provider's page cap) goes on.
+
+        The next page is fetched while the caller works on the current one (one request ahead),
+        so the provider's time and ours overlap.
+        """
+
+        def fetch(offset: int) -> Page:
+            return self.get_page(entity, replace(query, offset=offset))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneroster-prefetch") as pool:
+            page = fetch(query.offset)
+            offset = query.offset
+            while True:
+                offset += len(page.records)
+                more = bool(page.records) and (
+                    offset < page.total if page.total is not None else len(page.records) >= query.limit
+                )
+                ahead = pool.submit(fetch, offset) if more else None
+                try:
+                    yield page
+                except GeneratorExit:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
+                if ahead is None:
                     return
-            elif len(page.records) < query.limit:
-                return
+                page = ahead.result()
