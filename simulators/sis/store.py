@@ -12,8 +12,9 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from connectors.oneroster.filter import And, Filter, Operator, Predicate
@@ -89,6 +90,11 @@ class SisStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """Filter, sort, page and select, using the index when the filter bounds dateLastModified."""
         with self._lock:
+            if query.filter is None and query.sort is None and where is None:
+                # A plain page (a snapshot's): slice in storage order without copying the table.
+                table = self._data.get(collection, {})
+                page = list(islice(table.values(), query.offset, query.offset + query.limit))
+                return replace(query, offset=0).apply(page)[0], len(table)
             candidates = self._candidates(collection, query.filter)
             if where is not None:
                 candidates = [r for r in candidates if where(r)]
