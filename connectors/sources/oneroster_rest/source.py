@@ -329,6 +329,10 @@ class RestSource:
                 for obj in page.records:
                     record = self._convert(ent, obj, page.url)
                     if record is None:
+                        bad_key = obj.get("sourcedId") if isinstance(obj, dict) else None
+                        if isinstance(bad_key, str) and bad_key:
+                            returned.add(bad_key)  # dead-lettered is not deleted
+                            seen[bad_key] = str(obj.get("dateLastModified"))
                         continue
                     key = record["sourcedId"]
                     if is_deletion(obj):
@@ -397,6 +401,10 @@ class RestSource:
                         continue
                     record = self._convert(ent, obj, page.url)
                     if record is None:
+                        # Dead-lettered once: remember this version so the next poll skips it.
+                        if isinstance(key, str) and key:
+                            published[key] = stamp
+                            newest = max(newest, _canonical(stamp) or newest)
                         continue
                     changes.pop(record["sourcedId"], None)
                     changes[record["sourcedId"]] = (record, obj)
@@ -424,3 +432,11 @@ class RestSource:
         cap = format_instant(started - timedelta(seconds=self.config.clock_skew_s))
         new_bookmark = max(bookmark, min(newest, cap))
         self._finish(ent, report, new_bookmark, published, "delta")
+
+
+def _canonical(stamp: str) -> str | None:
+    """A served dateLastModified in our sortable form, or None when it does not parse."""
+    try:
+        return format_instant(parse_instant(stamp))
+    except ValueError:
+        return None

@@ -201,3 +201,21 @@ def test_delta_steps_over_pages_that_share_one_instant(parts: dict[str, Any]) ->
     assert report.upserts == {"users": 24}
     burst_keys = [k for _, k, stamp in writer.published[25:] if stamp is not None]
     assert len(burst_keys) == len(set(burst_keys)) == 24
+
+
+def test_a_bad_version_is_dead_lettered_once_not_at_every_poll(parts: dict[str, Any]) -> None:
+    writer = FakeWriter()
+    _source(parts, writer, set(), datetime(2026, 9, 1, tzinfo=UTC)).sync_once()
+    store: SisStore = parts["store"]
+    store.put(
+        "users", {**_user(1, "2026-09-02T00:00:00.000Z"), "enabledUser": "maybe"}, kind="t", stamp=False
+    )
+    later = datetime(2026, 9, 5, tzinfo=UTC)
+    first = _source(parts, writer, set(), later).sync_once()
+    assert first.dead_letters == {"users": 1}
+    assert SourceState(parts["state"]).entity("users")["bookmark"] == "2026-09-02T00:00:00.000Z"
+    second = _source(parts, writer, set(), later).sync_once()
+    assert second.dead_letters == {} and second.total("upserts") == 0
+    # Fixed at the source: the new version is published.
+    store.put("users", {**_user(1, "2026-09-03T00:00:00.000Z")}, kind="t", stamp=False)
+    assert _source(parts, writer, set(), later).sync_once().upserts == {"users": 1}
