@@ -1,174 +1,387 @@
-"""The OneRoster 1.2 (and 1.1) CSV binding: which file holds which collection, its columns in
-the binding's order, what kind of value each holds, and where it goes in the 1.2 JSON object.
+"""The OneRoster CSV binding as data: which files a bundle holds, their columns in the binding's
+order, what each column holds, and where it goes in the OneRoster 1.2 REST JSON object.
 
-Column kinds:
+Column orders and required columns are those of the 1EdTech OneRoster 1.2 CSV binding (and of
+the 1.1 CSV tables for version "1.1"). Column kinds:
 
-- ``str``: text as is; ``datetime`` / ``date``: ISO 8601, normalised (``...mmmZ`` / ``YYYY-MM-DD``);
-- ``bool``: ``true``/``false`` in any case; ``float``: a number;
-- ``list``: comma-separated values (``"09,10"``); ``userIds``: ``{type:identifier}`` pairs;
-- ``ref`` / ``refs``: one or several sourcedIds, turned into GUIDRefs of ``guid_type``, checked
-  against the ``target`` collection when the bundle carries it;
-- ``skip``: read and dropped on purpose (passwords and credentials never enter the pipeline).
+============  ============================================================================
+``text``      any text, kept as written (names, titles, codes)
+``id``        a sourcedId: surrounding spaces dropped
+``status``    ``active``/``tobedeleted`` (1.1 also the deprecated ``inactive``)
+``enum``      one value of ``vocabulary``; ``ext:`` values pass where ``extensible``
+``datetime``  ISO 8601 date-time (a bare date is midnight UTC), written ``...T..:..:...mmmZ``
+``date``      ``YYYY-MM-DD``
+``year``      a four-digit year (``schoolYear``)
+``bool``      ``true``/``false`` in any case
+``number``    a decimal number (a JSON float)
+``list``      comma-separated values (``"09,10"``); always a list in the object
+``userIds``   ``{type:identifier}`` pairs, comma-separated; always a list
+``ref``       a sourcedId of ``target``, as a GUIDRef ``{"href": None, "sourcedId", "type"}``
+``refs``      several of those, comma-separated; always a list
+``key``       a sourcedId of ``target`` kept as a plain string (``roles.userProfileSourcedId``)
+``secret``    read and dropped: passwords never enter the pipeline
+============  ============================================================================
+
+Vocabularies are the project's (:data:`connectors.oneroster.models.ENUMERATIONS`), so a CSV load
+and a REST sync accept the same values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connectors.oneroster.models import ENUMERATIONS
+
 __all__ = [
     "ALIASES",
-    "FILES",
     "FOLDED",
+    "GUID_TYPES",
     "NOT_CONSUMED",
-    "ROLE_TYPES",
-    "USERS_V1P1",
+    "ORDER",
+    "ROLES_V1P1",
+    "SPECS",
+    "STATUS",
+    "VERSIONS",
     "Column",
     "FileSpec",
 ]
 
+VERSIONS = ("1.1", "1.2")
+
+#: The collections ``Bundle.rows()`` produces, referenced before referencing.
+ORDER = (
+    "orgs",
+    "academicSessions",
+    "courses",
+    "classes",
+    "users",
+    "demographics",
+    "enrollments",
+    "categories",
+    "lineItems",
+    "results",
+)
+
+#: 1.2 files whose rows become parts of users (``roles[]``, ``userProfiles[]``), not records.
+FOLDED = ("roles", "userProfiles")
+
+#: Collection -> the GUIDRef ``type`` that points at its records.
+GUID_TYPES = {
+    "orgs": "org",
+    "academicSessions": "academicSession",
+    "courses": "course",
+    "classes": "class",
+    "users": "user",
+    "categories": "category",
+    "lineItems": "lineItem",
+}
+
+#: ``status`` per version. 1.1 keeps the deprecated ``inactive`` of 1.0.
+STATUS = {
+    "1.1": frozenset({"active", "tobedeleted", "inactive"}),
+    "1.2": frozenset({"active", "tobedeleted"}),
+}
+
+#: OneRoster 1.1 ``users.role``; ``administrator`` becomes site- or districtAdministrator in 1.2.
+ROLES_V1P1 = frozenset(
+    {"administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher"}
+)
+
+#: Older or common spellings of a column, read as the binding's column (with a warning):
+#: file name (``*``: every file) -> spelling -> column.
+ALIASES: dict[str, dict[str, str]] = {
+    "*": {"grade": "grades", "agents": "agentSourcedIds", "schoolYearId": "schoolYearSourcedId"},
+    "demographics": {"userSourcedId": "sourcedId", "birthdate": "birthDate"},
+}
+
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a file.
+
+    Attributes:
+        name: the header name the binding gives it.
+        kind: what the cells hold (see the module docstring).
+        required: the binding requires a value in every row.
+        key: the JSON field it fills (None: the column's own name).
+        target: for ``ref``/``refs``/``key``: the collection whose sourcedIds it names.
+        vocabulary: for ``status``/``enum``: the allowed values.
+        extensible: for ``enum``: ``ext:`` values are allowed too.
+    """
+
     name: str
-    kind: str = "str"
+    kind: str = "text"
     required: bool = False
-    field: str | None = None  # the JSON field; None: same as the column
-    guid_type: str | None = None  # for ref/refs
-    target: str | None = None  # the collection a ref must exist in (None: not checked)
+    key: str | None = None
+    target: str | None = None
+    vocabulary: frozenset[str] = frozenset()
+    extensible: bool = False
 
     @property
-    def key(self) -> str:
-        return self.field or self.name
-
-
-def _base() -> list[Column]:
-    return [Column("sourcedId", required=True), Column("status"), Column("dateLastModified", "datetime")]
+    def field(self) -> str:
+        """The JSON field this column fills."""
+        return self.key or self.name
 
 
 @dataclass(frozen=True)
 class FileSpec:
-    file: str  # e.g. "users.csv"
-    collection: str  # the JSON collection, or the folded file's own name (roles, userProfiles)
+    """One file of the binding.
+
+    Attributes:
+        name: the manifest's name for it (``file.<name>``), also the collection it feeds.
+        columns: in the binding's order.
+        extra: columns read when present, never required, written after the others when used
+            (a column of the other version of the binding).
+    """
+
+    name: str
     columns: tuple[Column, ...]
+    extra: tuple[Column, ...] = ()
 
     @property
-    def by_name(self) -> dict[str, Column]:
-        return {c.name: c for c in self.columns}
+    def file(self) -> str:
+        return f"{self.name}.csv"
+
+    def column(self, name: str) -> Column | None:
+        """The column called ``name``, or None."""
+        for column in self.columns + self.extra:
+            if column.name == name:
+                return column
+        return None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
 
 
-def _spec(file: str, collection: str, *columns: Column) -> FileSpec:
-    return FileSpec(file, collection, tuple(_base() + list(columns)))
+def _enum(collection: str, path: str, name: str, required: bool = False, *, ext: bool = True) -> Column:
+    return Column(name, "enum", required, vocabulary=ENUMERATIONS[(collection, path)], extensible=ext)
 
 
-_AS = "academicSession"
-FILES: dict[str, FileSpec] = {
-    spec.collection: spec
-    for spec in (
-        _spec("orgs.csv", "orgs", Column("name", required=True), Column("type", required=True),
-              Column("identifier"), Column("parentSourcedId", "ref", field="parent", guid_type="org")),
-        _spec("academicSessions.csv", "academicSessions", Column("title", required=True),
-              Column("type", required=True), Column("startDate", "date", True),
-              Column("endDate", "date", True),
-              Column("parentSourcedId", "ref", field="parent", guid_type=_AS),
-              Column("schoolYear", required=True)),
-        _spec("courses.csv", "courses",
-              Column("schoolYearSourcedId", "ref", field="schoolYear", guid_type=_AS,
-                     target="academicSessions"),
-              Column("title", required=True), Column("courseCode"), Column("grades", "list"),
-              Column("orgSourcedId", "ref", True, field="org", guid_type="org", target="orgs"),
-              Column("subjects", "list"), Column("subjectCodes", "list")),
-        _spec("classes.csv", "classes", Column("title", required=True), Column("grades", "list"),
-              Column("courseSourcedId", "ref", True, field="course", guid_type="course", target="courses"),
-              Column("classCode"), Column("classType", required=True), Column("location"),
-              Column("schoolSourcedId", "ref", True, field="school", guid_type="org", target="orgs"),
-              Column("termSourcedIds", "refs", True, field="terms", guid_type=_AS, target="academicSessions"),
-              Column("subjects", "list"), Column("subjectCodes", "list"), Column("periods", "list")),
-        _spec("users.csv", "users", Column("enabledUser", "bool", True), Column("username", required=True),
-              Column("userIds", "userIds"), Column("givenName", required=True),
-              Column("familyName", required=True), Column("middleName"), Column("identifier"),
-              Column("email"),
-              Column("sms"), Column("phone"),
-              Column("agentSourcedIds", "refs", field="agents", guid_type="user", target="users"),
-              Column("grades", "list"), Column("password", "skip"), Column("userMasterIdentifier"),
-              Column("preferredGivenName"), Column("preferredMiddleName"), Column("preferredFamilyName"),
-              Column("primaryOrgSourcedId", "ref", field="primaryOrg", guid_type="org", target="orgs"),
-              Column("pronouns")),
-        _spec("roles.csv", "roles",
-              Column("userSourcedId", "ref", True, field="user", guid_type="user", target="users"),
-              Column("roleType", required=True), Column("role", required=True),
-              Column("beginDate", "date"), Column("endDate", "date"),
-              Column("orgSourcedId", "ref", True, field="org", guid_type="org", target="orgs"),
-              Column("userProfileSourcedId", field="userProfile")),
-        _spec("userProfiles.csv", "userProfiles",
-              Column("userSourcedId", "ref", True, field="user", guid_type="user", target="users"),
-              Column("profileType", required=True), Column("vendorId", required=True),
-              Column("applicationId"),
-              Column("description"), Column("credentialType", "skip"), Column("username", "skip"),
-              Column("password", "skip")),
-        _spec("demographics.csv", "demographics", Column("birthDate", "date"), Column("sex"),
-              *(Column(n, "bool") for n in ("americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
-                                            "nativeHawaiianOrOtherPacificIslander", "white",
-                                            "demographicRaceTwoOrMoreRaces", "hispanicOrLatinoEthnicity")),
-              Column("countryOfBirthCode"), Column("stateOfBirthAbbreviation"), Column("cityOfBirth"),
-              Column("publicSchoolResidenceStatus")),
-        _spec("enrollments.csv", "enrollments",
-              Column("classSourcedId", "ref", True, field="class", guid_type="class", target="classes"),
-              Column("schoolSourcedId", "ref", True, field="school", guid_type="org", target="orgs"),
-              Column("userSourcedId", "ref", True, field="user", guid_type="user", target="users"),
-              Column("role", required=True), Column("primary", "bool"), Column("beginDate", "date"),
-              Column("endDate", "date")),
-        _spec("categories.csv", "categories", Column("title", required=True), Column("weight", "float")),
-        _spec("lineItems.csv", "lineItems", Column("title", required=True), Column("description"),
-              Column("assignDate", "datetime", True), Column("dueDate", "datetime", True),
-              Column("classSourcedId", "ref", True, field="class", guid_type="class", target="classes"),
-              Column("schoolSourcedId", "ref", field="school", guid_type="org", target="orgs"),
-              Column("categorySourcedId", "ref", True, field="category", guid_type="category",
-                     target="categories"),
-              Column("gradingPeriodSourcedId", "ref", field="gradingPeriod", guid_type=_AS,
-                     target="academicSessions"),
-              Column("academicSessionSourcedId", "ref", field="academicSession", guid_type=_AS,
-                     target="academicSessions"),
-              Column("scoreScaleSourcedId", "ref", field="scoreScale", guid_type="scoreScale"),
-              Column("resultValueMin", "float"), Column("resultValueMax", "float")),
-        _spec("results.csv", "results",
-              Column("lineItemSourcedId", "ref", True, field="lineItem", guid_type="lineItem",
-                     target="lineItems"),
-              Column("studentSourcedId", "ref", True, field="student", guid_type="user", target="users"),
-              Column("classSourcedId", "ref", field="class", guid_type="class", target="classes"),
-              Column("scoreScaleSourcedId", "ref", field="scoreScale", guid_type="scoreScale"),
-              Column("scoreStatus", required=True), Column("score", "float"), Column("textScore"),
-              Column("scoreDate", "date"), Column("comment"), Column("inProgress", "bool"),
-              Column("incomplete", "bool"), Column("late", "bool"), Column("missing", "bool")),
+def _ref(name: str, target: str, key: str, *, required: bool = False, many: bool = False) -> Column:
+    return Column(name, "refs" if many else "ref", required, key, target)
+
+
+def _file(name: str, version: str, *columns: Column, extra: tuple[Column, ...] = ()) -> FileSpec:
+    common = (
+        Column("sourcedId", "id", True),
+        Column("status", "status", vocabulary=STATUS[version]),
+        Column("dateLastModified", "datetime"),
     )
-}  # fmt: skip
+    return FileSpec(name, common + columns, extra)
 
-#: 1.1 users.csv: one role and its orgs on the user row (no roles.csv).
-USERS_V1P1 = FileSpec(
-    "users.csv",
-    "users",
-    tuple(
-        [c for c in FILES["users"].columns if c.name not in ("userMasterIdentifier", "primaryOrgSourcedId")]
-        + [Column("orgSourcedIds", "refs", True, field="_orgs", guid_type="org", target="orgs"),
-           Column("role", required=True, field="_role")]
+
+_RACES = (
+    "americanIndianOrAlaskaNative",
+    "asian",
+    "blackOrAfricanAmerican",
+    "nativeHawaiianOrOtherPacificIslander",
+    "white",
+    "demographicRaceTwoOrMoreRaces",
+    "hispanicOrLatinoEthnicity",
+)
+
+
+def _rostering(version: str) -> list[FileSpec]:
+    """The files both versions spell the same way."""
+    return [
+        _file(
+            "orgs", version,
+            Column("name", required=True),
+            _enum("orgs", "type", "type", True),
+            Column("identifier"),
+            _ref("parentSourcedId", "orgs", "parent"),
+        ),
+        _file(
+            "academicSessions", version,
+            Column("title", required=True),
+            _enum("academicSessions", "type", "type", True),
+            Column("startDate", "date", True),
+            Column("endDate", "date", True),
+            _ref("parentSourcedId", "academicSessions", "parent"),
+            Column("schoolYear", "year", True),
+        ),
+        _file(
+            "courses", version,
+            _ref("schoolYearSourcedId", "academicSessions", "schoolYear"),
+            Column("title", required=True),
+            Column("courseCode"),
+            Column("grades", "list"),
+            _ref("orgSourcedId", "orgs", "org", required=True),
+            Column("subjects", "list"),
+            Column("subjectCodes", "list"),
+        ),
+        _file(
+            "classes", version,
+            Column("title", required=True),
+            Column("grades", "list"),
+            _ref("courseSourcedId", "courses", "course", required=True),
+            Column("classCode"),
+            _enum("classes", "classType", "classType", True),
+            Column("location"),
+            _ref("schoolSourcedId", "orgs", "school", required=True),
+            _ref("termSourcedIds", "academicSessions", "terms", required=True, many=True),
+            Column("subjects", "list"),
+            Column("subjectCodes", "list"),
+            Column("periods", "list"),
+        ),
+        _file(
+            "demographics", version,
+            Column("birthDate", "date"),
+            _enum("demographics", "sex", "sex", ext=False),
+            *(Column(name, "bool") for name in _RACES),
+            Column("countryOfBirthCode"),
+            Column("stateOfBirthAbbreviation"),
+            Column("cityOfBirth"),
+            Column("publicSchoolResidenceStatus"),
+        ),
+        _file(
+            "enrollments", version,
+            _ref("classSourcedId", "classes", "class", required=True),
+            _ref("schoolSourcedId", "orgs", "school", required=True),
+            _ref("userSourcedId", "users", "user", required=True),
+            _enum("enrollments", "role", "role", True),
+            Column("primary", "bool"),
+            Column("beginDate", "date"),
+            Column("endDate", "date"),
+        ),
+    ]  # fmt: skip
+
+
+_USER_NAMES = (
+    Column("userIds", "userIds"),
+    Column("givenName", required=True),
+    Column("familyName", required=True),
+    Column("middleName"),
+    Column("identifier"),
+    Column("email"),
+    Column("sms"),
+    Column("phone"),
+    _ref("agentSourcedIds", "users", "agents", many=True),
+    Column("grades", "list"),
+    Column("password", "secret"),
+)
+
+
+def _v1p2() -> dict[str, FileSpec]:
+    v = "1.2"
+    specs = [
+        *_rostering(v),
+        _file(
+            "users", v,
+            Column("enabledUser", "bool", True),
+            Column("username", required=True),
+            *_USER_NAMES,
+            Column("userMasterIdentifier"),
+            Column("preferredGivenName"),
+            Column("preferredMiddleName"),
+            Column("preferredFamilyName"),
+            _ref("primaryOrgSourcedId", "orgs", "primaryOrg"),
+            Column("pronouns"),
+        ),
+        _file(
+            "roles", v,
+            _ref("userSourcedId", "users", "user", required=True),
+            _enum("users", "roles.roleType", "roleType", True, ext=False),
+            _enum("users", "roles.role", "role", True),
+            Column("beginDate", "date"),
+            Column("endDate", "date"),
+            _ref("orgSourcedId", "orgs", "org", required=True),
+            Column("userProfileSourcedId", "key", key="userProfile", target="userProfiles"),
+        ),
+        _file(
+            "userProfiles", v,
+            _ref("userSourcedId", "users", "user", required=True),
+            Column("profileType", required=True),
+            Column("vendorId", required=True),
+            Column("applicationId"),
+            Column("description"),
+            Column("credentialType", required=True),
+            Column("username", required=True),
+            Column("password", "secret"),
+        ),
+        _file("categories", v, Column("title", required=True), Column("weight", "number")),
+        _file(
+            "lineItems", v,
+            Column("title", required=True),
+            Column("description"),
+            Column("assignDate", "datetime", True),
+            Column("dueDate", "datetime", True),
+            _ref("classSourcedId", "classes", "class", required=True),
+            _ref("categorySourcedId", "categories", "category", required=True),
+            _ref("academicSessionSourcedId", "academicSessions", "academicSession", required=True),
+            Column("resultValueMin", "number"),
+            Column("resultValueMax", "number"),
+            _ref("schoolSourcedId", "orgs", "school", required=True),
+            # The 1.1 column: 1.2 JSON still carries gradingPeriod beside academicSession.
+            extra=(_ref("gradingPeriodSourcedId", "academicSessions", "gradingPeriod"),),
+        ),
+        _file(
+            "results", v,
+            _ref("lineItemSourcedId", "lineItems", "lineItem", required=True),
+            _ref("studentSourcedId", "users", "student", required=True),
+            _enum("results", "scoreStatus", "scoreStatus", True),
+            Column("score", "number"),
+            Column("scoreDate", "date", True),
+            Column("comment"),
+            Column("textScore"),
+            _ref("classSourcedId", "classes", "class"),
+            Column("inProgress", "bool"),
+            Column("incomplete", "bool"),
+            Column("late", "bool"),
+            Column("missing", "bool"),
+        ),
+    ]  # fmt: skip
+    return {s.name: s for s in specs}
+
+
+def _v1p1() -> dict[str, FileSpec]:
+    v = "1.1"
+    specs = [
+        *_rostering(v),
+        _file(
+            "users", v,
+            Column("enabledUser", "bool", True),
+            # One role at one or more orgs: the reader turns them into roles[].
+            _ref("orgSourcedIds", "orgs", "orgs", required=True, many=True),
+            Column("role", "enum", True, vocabulary=ROLES_V1P1, extensible=True),
+            Column("username", required=True),
+            *_USER_NAMES,
+        ),
+        _file("categories", v, Column("title", required=True)),
+        _file(
+            "lineItems", v,
+            Column("title", required=True),
+            Column("description"),
+            Column("assignDate", "datetime", True),
+            Column("dueDate", "datetime", True),
+            _ref("classSourcedId", "classes", "class", required=True),
+            _ref("categorySourcedId", "categories", "category", required=True),
+            _ref("gradingPeriodSourcedId", "academicSessions", "gradingPeriod", required=True),
+            Column("resultValueMin", "number", True),
+            Column("resultValueMax", "number", True),
+        ),
+        _file(
+            "results", v,
+            _ref("lineItemSourcedId", "lineItems", "lineItem", required=True),
+            _ref("studentSourcedId", "users", "student", required=True),
+            _enum("results", "scoreStatus", "scoreStatus", True),
+            Column("score", "number", True),
+            Column("scoreDate", "date", True),
+            Column("comment"),
+        ),
+    ]  # fmt: skip
+    return {s.name: s for s in specs}
+
+
+#: version -> manifest name -> file, for the files we read.
+SPECS: dict[str, dict[str, FileSpec]] = {"1.1": _v1p1(), "1.2": _v1p2()}
+
+#: version -> the binding's other files: recognised and listed, not read.
+NOT_CONSUMED: dict[str, tuple[str, ...]] = {
+    "1.1": ("classResources", "courseResources", "resources"),
+    "1.2": (
+        "classResources", "courseResources", "lineItemLearningObjectiveIds", "lineItemScoreScales",
+        "resources", "resultLearningObjectiveIds", "resultScoreScales", "scoreScales", "userResources",
     ),
-)  # fmt: skip
-
-#: Files folded into users.
-FOLDED = ("roles", "userProfiles")
-
-#: Files of the binding that we recognise and deliberately do not consume.
-NOT_CONSUMED = frozenset(
-    {"resources.csv", "classResources.csv", "courseResources.csv", "userResources.csv", "scoreScales.csv",
-     "lineItemLearningObjectiveIds.csv", "lineItemScoreScales.csv", "resultLearningObjectiveIds.csv",
-     "resultScoreScales.csv"}
-)  # fmt: skip
-
-#: Older spellings (1.0/1.1 and common exports) read as the 1.2 column.
-ALIASES = {
-    "grade": "grades",
-    "agents": "agentSourcedIds",
-    "birthdate": "birthDate",
-    "schoolYearId": "schoolYearSourcedId",
-}
-
-ROLE_TYPES = frozenset({"primary", "secondary"})
+}  # fmt: skip
