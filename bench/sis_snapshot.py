@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.measure import Measurement, Run
@@ -44,7 +43,7 @@ from connectors.sources.oneroster_rest.client import OneRosterClient
 from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
 from sislms.wiring import Kernel
 from streams.catalog import load_catalog
-from streams.compacted import read_live_keys
+from streams.compacted import read_live_keys, read_to_end
 from streams.kafka import client_config
 from streams.serde import Serdes
 from streams.topology import apply
@@ -114,37 +113,13 @@ def _read_only(url: str, page_size: int) -> tuple[int, float]:
 
 def _consume_decode(kernel: Kernel, catalog: Any, names: dict[str, str]) -> tuple[int, float]:
     serdes = Serdes(kernel.registry, catalog)
-    consumer = Consumer(
-        {
-            **client_config(kernel.settings, kernel.endpoints.kafka_bootstrap),
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
     count, started = 0, time.perf_counter()
-    try:
-        for topic in names.values():
-            serde = serdes[topic]
-            meta = consumer.list_topics(topic, timeout=30).topics[topic]
-            ends, assignment = {}, []
-            for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                if high > low:
-                    ends[p] = high
-                    assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
-            if not assignment:
-                continue
-            consumer.assign(assignment)
-            while ends:
-                for m in consumer.consume(1000, timeout=1.0):
-                    if m.error():
-                        continue
-                    serde.decode(m.value())
-                    count += 1
-                    if m.offset() + 1 >= ends.get(m.partition(), 0):
-                        ends.pop(m.partition(), None)
-    finally:
-        consumer.close()
+    for topic in names.values():
+        serde = serdes[topic]
+        for message in read_to_end(conf, topic, timeout_s=3600):
+            serde.decode(message.value())
+            count += 1
     return count, time.perf_counter() - started
 
 

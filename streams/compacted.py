@@ -10,35 +10,36 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from streams.errors import ServiceUnavailable
 
-__all__ = ["read_live_keys"]
+__all__ = ["read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
 
-def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -> set[str]:
-    """The keys whose latest record in ``topic`` is not a tombstone.
+def read_to_end(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -> Iterator[Message]:
+    """Every record of ``topic`` from the beginning to the end seen at the start, partition by
+    partition in offset order (``assign()``: no group, nothing committed).
 
     Args:
         conf: client properties (bootstrap, TLS, SASL); a throwaway group id is added.
-        topic: the compacted topic.
+        topic: the topic.
         timeout_s: give up (``ServiceUnavailable``) when the end is not reached in time.
     """
     consumer = Consumer(
         {
             **conf,
-            "group.id": f"sislms-live-keys-{time.time_ns()}",
+            "group.id": f"sislms-read-{time.time_ns()}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "isolation.level": "read_committed",
         }
     )
-    live: set[str] = set()
     try:
         metadata = consumer.list_topics(topic, timeout=30)
         info = metadata.topics.get(topic)
@@ -52,13 +53,13 @@ def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
         if not starts:
-            return live
+            return
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(f"reading {topic} to its end took more than {timeout_s:.0f} s")
-            batch = consumer.consume(10_000, timeout=1.0)
+            batch = consumer.consume(10_000, timeout=0.5)
             if not batch:
                 # The last offsets may hold no record (compacted away, control records): ask where we are.
                 for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
@@ -70,16 +71,24 @@ def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0
                     if error.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise ServiceUnavailable(f"reading {topic}: {error}")
-                key = message.key()
-                if key is not None:
-                    text = key.decode("utf-8", "replace")
-                    if message.value() is None:
-                        live.discard(text)
-                    else:
-                        live.add(text)
+                yield message
                 partition, offset = message.partition(), message.offset()
                 if partition in ends and offset is not None and offset + 1 >= ends[partition]:
                     del ends[partition]
-        return live
     finally:
         consumer.close()
+
+
+def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -> set[str]:
+    """The keys whose latest record in ``topic`` is not a tombstone (values are not decoded)."""
+    live: set[str] = set()
+    for message in read_to_end(conf, topic, timeout_s=timeout_s):
+        key = message.key()
+        if key is None:
+            continue
+        text = key.decode("utf-8", "replace")
+        if message.value() is None:
+            live.discard(text)
+        else:
+            live.add(text)
+    return live

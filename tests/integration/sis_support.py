@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from connectors.oneroster.auth import ClientCredentials
 from connectors.oneroster.models import ENTITIES
 from connectors.sources.base import SourceState, TopicWriter
@@ -19,9 +17,10 @@ from connectors.sources.oneroster_rest.client import OneRosterClient
 from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
 from simulators.district import DistrictSpec
 from simulators.sis.server import SimulatorConfig, SisSimulator
+from sislms.sis import known_fields
 from sislms.wiring import Kernel
 from streams.catalog import Catalog
-from streams.compacted import read_live_keys
+from streams.compacted import read_live_keys, read_to_end
 from streams.kafka import client_config
 from streams.serde import Serdes, decode_key
 from streams.settings import Settings
@@ -71,17 +70,13 @@ def start_simulator(
     webhook_url: str | None = None,
     token_ttl_s: float = 3600.0,
 ) -> SisSimulator:
-    known = {}
-    for ent in ENTITIES:
-        schema = kernel.catalog.contract(ent.topic).schema
-        known[ent.name] = frozenset(f["name"] for f in schema["fields"] if f["name"] != "meta")
     config = SimulatorConfig(
         port=0,
         client_secret=SECRET,
         token_ttl_s=token_ttl_s,
         district=DistrictSpec(users=users, seed=seed),
         webhook_url=webhook_url,
-        known_fields=known,
+        known_fields=known_fields(kernel),
     )
     return SisSimulator(config).start()
 
@@ -131,40 +126,13 @@ def read_topic(
     t: SisTopics, topic: str, *, decode: bool = True
 ) -> list[tuple[str | None, Any, dict[str, bytes]]]:
     """Every record of ``topic`` in partition order: (key, value or None, headers)."""
-    consumer = Consumer(
-        {
-            **client_config(t.kernel.settings, t.kernel.endpoints.kafka_bootstrap),
-            "group.id": f"test-read-{time.time_ns()}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        ends = {}
-        assignment = []
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-                assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
-        out: list[tuple[str | None, Any, dict[str, bytes]]] = []
-        if not assignment:
-            return out
-        consumer.assign(assignment)
-        serde = t.kernel.serdes[topic] if decode else None
-        deadline = time.monotonic() + 60
-        while ends and time.monotonic() < deadline:
-            for m in consumer.consume(5000, timeout=0.25):
-                if m.error():
-                    continue
-                value = serde.decode(m.value()) if serde is not None else m.value()
-                out.append((decode_key(m.key()), value, {k: v for k, v in (m.headers() or [])}))
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
-        assert not ends, f"could not read {topic} to its end"
-        return out
-    finally:
-        consumer.close()
+    conf = client_config(t.kernel.settings, t.kernel.endpoints.kafka_bootstrap)
+    serde = t.kernel.serdes[topic] if decode else None
+    return [
+        (decode_key(m.key()), serde.decode(m.value()) if serde is not None else m.value(),
+         {k: v for k, v in (m.headers() or [])})
+        for m in read_to_end(conf, topic, timeout_s=60)
+    ]  # fmt: skip
 
 
 def table(t: SisTopics, entity: str) -> dict[str, dict[str, Any]]:
