@@ -6,7 +6,6 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.oneroster.auth import ClientCredentials
@@ -193,14 +192,4 @@ def build_csv_source(settings: Settings, name: str, kernel: Kernel | None = None
 
 def apply_hold(settings: Settings, hold: Hold) -> int:
     """Publish an approved hold's tombstones now and mark it applied; returns how many."""
-    kernel = Kernel(settings)
-    writer = _writer(kernel, hold.source)
-    for key in hold.deletions:
-        writer.tombstone(hold.entity, hold.topic, key)
-    writer.flush()
-    hold_book(settings).mark_applied(hold)
-    return len(hold.deletions)
-
-
-def export_path(path: str) -> Path:
-    return Path(path).expanduser().resolve()
+    return hold_book(settings).apply(hold, _writer(Kernel(settings), hold.source))

@@ -22,6 +22,8 @@ from streams.errors import SkippableError
 __all__ = [
     "ENTITIES",
     "ENUMERATIONS",
+    "GRADEBOOK_PATH",
+    "ROSTERING_PATH",
     "USER_ROLES",
     "Entity",
     "InvalidRecord",
@@ -31,6 +33,11 @@ __all__ = [
     "parse_instant",
     "to_record",
 ]
+
+
+#: The 1.2 services' base paths under a provider's root URL.
+ROSTERING_PATH = "/ims/oneroster/rostering/v1p2"
+GRADEBOOK_PATH = "/ims/oneroster/gradebook/v1p2"
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Entity:
     @property
     def path(self) -> str:
         """The collection's path under the provider's base URL."""
-        return f"/ims/oneroster/{self.service}/v1p2/{self.name}"
+        return f"{GRADEBOOK_PATH if self.service == 'gradebook' else ROSTERING_PATH}/{self.name}"
 
 
 #: Every entity the sources publish, in dependency order (referenced before referencing).

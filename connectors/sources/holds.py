@@ -13,16 +13,23 @@ record the source has since seen alive.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.errors import ConfigError
 
+if TYPE_CHECKING:
+    from connectors.sources.base import TopicWriter
+
 __all__ = ["Hold", "HoldBook", "MassChangeGuard"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,46 @@ class HoldBook:
         )
         self._write(hold)
         return hold
+
+    def hold_if_mass(
+        self,
+        guard: MassChangeGuard,
+        *,
+        source: str,
+        entity: str,
+        topic: str,
+        live_before: int,
+        deletions: list[str],
+        note: str,
+    ) -> Hold | None:
+        """Hold ``deletions`` when ``guard`` says they are too many (and say so in the log);
+        None when the caller may publish them."""
+        if not guard.exceeds(live_before, len(deletions)):
+            return None
+        hold = self.create(
+            source=source, entity=entity, topic=topic, live_before=live_before, deletions=deletions, note=note
+        )
+        log.warning(
+            "%s: HELD %d deletion(s) of %s (%.0f%% of %d live): approve with `sislms sis approve %s` "
+            "or reject with `sislms sis reject %s`",
+            source, len(deletions), entity, 100 * hold.share, live_before, hold.id, hold.id,
+        )  # fmt: skip
+        return hold
+
+    def apply(self, hold: Hold, writer: TopicWriter) -> int:
+        """Publish an approved hold's tombstones, wait for the broker, mark it applied."""
+        for key in hold.deletions:
+            writer.tombstone(hold.entity, hold.topic, key)
+        writer.flush()
+        self.mark_applied(hold)
+        log.info(
+            "%s: applied hold %s: %d tombstone(s) on %s",
+            hold.source,
+            hold.id,
+            len(hold.deletions),
+            hold.topic,
+        )
+        return len(hold.deletions)
 
     def get(self, hold_id: str) -> Hold:
         path = self._path(hold_id)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from connectors.oneroster.models import GRADEBOOK_PATH, ROSTERING_PATH
+
 __all__ = [
     "COLLECTIONS",
     "GRADEBOOK_BASE",
@@ -32,8 +34,8 @@ __all__ = [
 #: A OneRoster JSON object as served (a plain dict).
 Json = dict[str, Any]
 
-ROSTERING_BASE = "/ims/oneroster/rostering/v1p2"
-GRADEBOOK_BASE = "/ims/oneroster/gradebook/v1p2"
+ROSTERING_BASE = ROSTERING_PATH
+GRADEBOOK_BASE = GRADEBOOK_PATH
 
 #: Collection names, in dependency order (referenced before referencing).
 COLLECTIONS = (

@@ -37,7 +37,7 @@ from connectors.oneroster.auth import (
     TokenIssuer,
 )
 from connectors.oneroster.errors import CodeMinor, OneRosterError, error_body
-from connectors.oneroster.models import entity
+from connectors.oneroster.models import GRADEBOOK_PATH, ROSTERING_PATH, entity
 from connectors.oneroster.paging import paging_headers
 from connectors.oneroster.query import Query
 from simulators.sis.store import SisStore
@@ -46,8 +46,6 @@ __all__ = ["Fault", "SimState", "build_app"]
 
 log = logging.getLogger(__name__)
 
-ROSTERING = "/ims/oneroster/rostering/v1p2"
-GRADEBOOK = "/ims/oneroster/gradebook/v1p2"
 
 Where = Callable[[dict[str, Any]], bool] | None
 
@@ -293,7 +291,7 @@ def build_app(state: SimState) -> web.Application:
     student = _has_role("student")
     teacher = _has_role("teacher")
 
-    ro = ROSTERING
+    ro = ROSTERING_PATH
     # orgs and schools
     coll(f"{ro}/orgs", "orgs")
     one(f"{ro}/orgs/{{id}}", "orgs")
@@ -357,7 +355,7 @@ def build_app(state: SimState) -> web.Application:
     coll(f"{ro}/demographics", "demographics", scopes=_DEMOGRAPHICS)
     one(f"{ro}/demographics/{{id}}", "demographics", scopes=_DEMOGRAPHICS)
 
-    gb = GRADEBOOK
+    gb = GRADEBOOK_PATH
     for name in ("categories", "lineItems", "results"):
         coll(f"{gb}/{name}", name, scopes=_GRADES)
         one(f"{gb}/{name}/{{id}}", name, scopes=_GRADES)

@@ -183,17 +183,13 @@ class CsvSource:
         keys = [k for k in dict.fromkeys(keys) if k in live]
         if not keys:
             return
-        if self.guard.exceeds(len(live), len(keys)):
-            hold = self.holds.create(
-                source=self.source, entity=name, topic=self.topic(ent), live_before=len(live), deletions=keys,
-                note=f"CSV bundle {report.bundle}: rows marked tobedeleted or missing from a bulk file",
-            )  # fmt: skip
+        note = f"CSV bundle {report.bundle}: rows marked tobedeleted or missing from a bulk file"
+        hold = self.holds.hold_if_mass(
+            self.guard, source=self.source, entity=name, topic=self.topic(ent), live_before=len(live),
+            deletions=keys, note=note,
+        )  # fmt: skip
+        if hold is not None:
             report.held[name] = hold.id
-            log.warning(
-                "%s: HELD %d deletion(s) of %s (%.0f%% of %d live): "
-                "`sislms sis approve %s` or `sislms sis reject %s`",
-                self.source, len(keys), name, 100 * hold.share, len(live), hold.id, hold.id,
-            )  # fmt: skip
             return
         for key in keys:
             self.writer.tombstone(name, self.topic(ent), key)
@@ -201,11 +197,7 @@ class CsvSource:
 
     def apply_decided_holds(self) -> int:
         """Publish the tombstones of approved holds of this source; returns how many holds."""
-        applied = 0
-        for hold in self.holds.list(source=self.source, status="approved"):
-            for key in hold.deletions:
-                self.writer.tombstone(hold.entity, hold.topic, key)
-            self.writer.flush()
-            self.holds.mark_applied(hold)
-            applied += 1
-        return applied
+        approved = self.holds.list(source=self.source, status="approved")
+        for hold in approved:
+            self.holds.apply(hold, self.writer)
+        return len(approved)

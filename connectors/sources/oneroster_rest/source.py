@@ -236,44 +236,19 @@ class RestSource:
         keys = [k for k in dict.fromkeys(keys) if k in live]
         if not keys:
             return
-        if self.guard.exceeds(len(live), len(keys)):
-            hold = self.holds.create(
-                source=self.config.source,
-                entity=ent.name,
-                topic=self.topic(ent),
-                live_before=len(live),
-                deletions=list(keys),
-                note=note,
-            )
+        hold = self.holds.hold_if_mass(
+            self.guard, source=self.config.source, entity=ent.name, topic=self.topic(ent),
+            live_before=len(live), deletions=list(keys), note=note,
+        )  # fmt: skip
+        if hold is not None:
             report.held[ent.name] = hold.id
-            log.warning(
-                "%s: HELD %d deletion(s) of %s (%.0f%% of %d live): approve with `sislms sis approve %s` "
-                "or reject with `sislms sis reject %s`",
-                self.config.source,
-                len(keys),
-                ent.name,
-                100 * hold.share,
-                len(live),
-                hold.id,
-                hold.id,
-            )
             return
         self._publish(ent, ((k, None) for k in keys), report)
 
     def _apply_decided_holds(self) -> None:
         for hold in self.holds.list(source=self.config.source, status="approved"):
-            ent = entity(hold.entity)
-            report = SyncReport()
-            self._publish(ent, ((k, None) for k in hold.deletions), report)
-            self.writer.flush()
-            self.holds.mark_applied(hold)
-            log.info(
-                "%s: applied approved hold %s: %d tombstone(s) on %s",
-                self.config.source,
-                hold.id,
-                len(hold.deletions),
-                self.topic(ent),
-            )
+            self.holds.apply(hold, self.writer)
+            self.live(entity(hold.entity)).difference_update(hold.deletions)
 
     def _finish(
         self, ent: Entity, report: SyncReport, bookmark: str, seen: dict[str, str], kind: str
