@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,6 +22,10 @@ sis_app = typer.Typer(
 )
 app.add_typer(topology_app, name="topology")
 app.add_typer(sis_app, name="sis")
+roles_app = typer.Typer(
+    no_args_is_help=True, help="Role mapping: check a rule file, explain a person's roles."
+)
+app.add_typer(roles_app, name="roles")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
@@ -342,6 +347,92 @@ def sis_reject(hold_id: Annotated[str, typer.Argument(help="The hold's id (`sisl
 
     hold = hold_book(_settings()).decide(hold_id, approve=False)
     typer.echo(f"hold {hold_id} rejected: {len(hold.deletions)} deletion(s) of {hold.entity} dropped")
+
+
+# --- roster worker and role mapping ------------------------------------------------------
+TopicMap = Annotated[
+    Path | None,
+    typer.Option("--topic-map", help="JSON file renaming topics: {catalog name: actual name}."),
+]
+
+
+@app.command("worker")
+def worker_cmd(
+    name: Annotated[
+        str, typer.Option(help="This worker's name: its table folder under the state dir.")
+    ] = "worker-1",
+    port: Annotated[
+        int | None, typer.Option(help="Port of /healthz and /metrics (default: SISLMS_ROSTER_WEB_PORT).")
+    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="Rule file (default: SISLMS_ROLES_FILE).")] = None,
+    topic_map_file: TopicMap = None,
+) -> None:
+    """Run a roster worker: SIS changes in, LMS provisioning commands out. Start as many as you
+    like with the same app id (each with its own --name and --port): they share the partitions."""
+    from sislms.roster import build_roster, load_rules, run_worker, topic_map
+
+    settings = _settings()
+    ruleset = load_rules(settings, rules)  # an invalid rule file stops the worker here
+    roster = build_roster(
+        settings, worker=name, web_port=port, rules=ruleset, topics=topic_map(topic_map_file)
+    )
+    typer.echo(f"roster worker {name}: rules {ruleset.version}, {roster.partitions} partitions", err=True)
+    run_worker(roster, settings.log_level.lower())
+
+
+@roles_app.command("check")
+def roles_check(
+    file: Annotated[Path | None, typer.Argument(help="Rule file (default: SISLMS_ROLES_FILE).")] = None,
+) -> None:
+    """Validate a rule file: every problem with its line and field; exit 1 when any."""
+    from streams.roles.engine import RuleSet
+
+    settings = Settings()
+    path = file or settings.roles_file
+    ruleset = RuleSet.load(path)
+    kinds = {
+        k: sum(1 for r in ruleset.rules if r.applies_to == k) for k in ("org_role", "enrollment", "observer")
+    }
+    typer.echo(
+        f"{path}: ok, version {ruleset.version}: "
+        + ", ".join(f"{n} {k} rule{'s' if n != 1 else ''}" for k, n in kinds.items())
+    )
+
+
+@roles_app.command("explain")
+def roles_explain(
+    person: Annotated[str, typer.Argument(help="The user's sourcedId.")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Another rule file: preview its decisions (default: SISLMS_ROLES_FILE)."),
+    ] = None,
+    as_json: JsonFlag = False,
+    topic_map_file: TopicMap = None,
+) -> None:
+    """Which rules matched each org role, enrollment and observer of a person, and why, decided
+    again from the sis.* topics. Shows ids and roles only."""
+    from sislms.roster import explain, explanation_json, load_rules, topic_map
+
+    settings = _settings()
+    x = explain(settings, person, rules=load_rules(settings, rules), topics=topic_map(topic_map_file))
+    if as_json:
+        typer.echo(json.dumps(explanation_json(x), indent=2))
+        if not x.found:
+            raise typer.Exit(2)
+        return
+    if not x.found:
+        typer.echo(f"no user {person} on the users topic", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"user {person}: rules {x.rules_version}, as of {x.as_of.isoformat()}")
+    for d in x.decisions:
+        head = {"org_role": "role", "enrollment": "enrollment", "observer": "observer"}[d.kind]
+        typer.echo(f"\n{head} {d.subject}: {d.outcome}" + (f" ({d.note})" if d.note else ""))
+        typer.echo("  facts: " + ", ".join(f"{k}={v}" for k, v in d.facts.items()))
+        for c in d.checks:
+            typer.echo(f"  {'+' if c.matched else '-'} {c.rule}: {c.why}")
+        for g in d.grants:
+            where = f" on {g.account}" if g.account else ""
+            typer.echo(f"  => {g.kind} role {g.role}{where} [{' '.join(g.lti_roles)}] by {g.rule}")
 
 
 def _print_status(stack: object, statuses: list, as_json: bool) -> None:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streams.errors import ConfigError, TopologyFileError
 from streams.schemas import Contract, SchemaSet
+from streams.yamlfile import load_yaml
 
 __all__ = ["Catalog", "TopicSpec", "load_catalog"]
 
@@ -151,86 +151,24 @@ class Catalog:
         return conf
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
-    """The deepest YAML node along a pydantic error location."""
-    node = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == part), None)
-            if nxt is None:
-                # unknown or missing key: point at the key itself if present, else the mapping
-                key = next((k for k, _ in node.value if k.value == part), None)
-                return key or node
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
-def _field_name(loc: tuple[Any, ...], data: Any) -> str:
-    parts: list[str] = []
-    cur = data
-    for p in loc:
-        if isinstance(p, int) and isinstance(cur, list) and p < len(cur):
-            item = cur[p]
-            label = item.get("name") if isinstance(item, dict) else None
-            parts.append(f"[{label or p}]")
-            cur = item
-        else:
-            parts.append(f".{p}" if parts else str(p))
-            cur = cur.get(p) if isinstance(cur, dict) else None
-    return "".join(parts)
-
-
 def load_catalog(path: Path, schemas_dir: Path) -> Catalog:
     """Read and validate the topology file against the contracts in ``schemas_dir``."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the topology file: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else None
-        raise TopologyFileError(str(path), line, "(syntax)", str(exc.problem)) from None
-    if not isinstance(data, dict):
-        raise TopologyFileError(str(path), 1, "(document)", "expected a mapping with 'topics'")
-    try:
-        doc = TopologyDoc.model_validate(data)
-    except ValidationError as exc:
-        found = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            node = _node_at(root, loc)
-            line = node.start_mark.line + 1 if node is not None else None
-            found.append((line, _field_name(loc, data) or "(document)", err["msg"]))
-        line, field, msg = found[0]
-        error = TopologyFileError(str(path), line, field, msg)
-        if len(found) > 1:  # every problem, each with its own line, so one edit fixes all
-            error.args = ("\n".join(f"{path}:{ln}: {f}: {m}" for ln, f, m in found),)
-        raise error from None
+    doc_file = load_yaml(path, TopologyFileError, "topology file")
+    doc = doc_file.validate(TopologyDoc)
 
     schemas = SchemaSet.load(schemas_dir)
     seen: set[str] = set()
     for i, t in enumerate(doc.topics):
-        node = _node_at(root, ("topics", i, "name"))
-        line = node.start_mark.line + 1 if node is not None else None
+        line = doc_file.line_at(("topics", i, "name"))
         if t.name in seen:
             raise TopologyFileError(str(path), line, f"topics[{t.name}].name", "declared twice")
         seen.add(t.name)
         try:
             schemas.for_file(t.value_schema)
         except KeyError:
-            vnode = _node_at(root, ("topics", i, "value_schema"))
             raise TopologyFileError(
                 str(path),
-                vnode.start_mark.line + 1 if vnode is not None else line,
+                doc_file.line_at(("topics", i, "value_schema")),
                 f"topics[{t.name}].value_schema",
                 f"no schema file {schemas_dir}/{t.value_schema}",
             ) from None

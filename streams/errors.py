@@ -4,7 +4,9 @@
 
     SislmsError
     ├── ConfigError             fix the configuration; nothing was applied
-    │   └── TopologyFileError   names the file, the line and the field
+    │   └── FileError           a declarative file; names the file, the line and the field
+    │       ├── TopologyFileError   deploy/topology.yaml
+    │       └── RuleFileError       a role-mapping rule file
     ├── FatalError              stop this process and tell an operator
     │   ├── PlanRefused         the cluster cannot be changed that way (partition decrease)
     │   └── MissingFixtures     a test data folder is absent
@@ -21,9 +23,11 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FatalError",
+    "FileError",
     "MissingFixtures",
     "PlanRefused",
     "RetriableError",
+    "RuleFileError",
     "SchemaIncompatible",
     "ServiceUnavailable",
     "SislmsError",
@@ -40,13 +44,33 @@ class ConfigError(SislmsError):
     """A setting or a declarative file is wrong. Nothing was applied."""
 
 
-class TopologyFileError(ConfigError):
+class FileError(ConfigError):
+    """A declarative file does not validate; says where (the first problem) and lists every problem."""
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        field: str,
+        reason: str,
+        problems: list[tuple[int | None, str, str]] | None = None,
+    ) -> None:
+        self.path, self.line, self.field, self.reason = path, line, field, reason
+        self.problems = problems or [(line, field, reason)]
+        super().__init__(
+            "\n".join(
+                f"{path}:{ln}: {f}: {r}" if ln is not None else f"{path}: {f}: {r}"
+                for ln, f, r in self.problems
+            )
+        )
+
+
+class TopologyFileError(FileError):
     """The topology file does not validate; says where."""
 
-    def __init__(self, path: str, line: int | None, field: str, reason: str) -> None:
-        self.path, self.line, self.field, self.reason = path, line, field, reason
-        where = f"{path}:{line}" if line is not None else path
-        super().__init__(f"{where}: {field}: {reason}")
+
+class RuleFileError(FileError):
+    """A role-mapping rule file does not validate; says where."""
 
 
 class FatalError(SislmsError):

@@ -12,7 +12,7 @@ only after that, so nothing is lost and the agent keeps running.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
@@ -47,11 +47,19 @@ DEAD_LETTERED: Any = _DeadLettered()
 
 
 class AvroSchema(faust.Schema):
-    """Keys as UTF-8 strings, values as Avro records of one topic's contract."""
+    """Keys as UTF-8 strings, values as Avro records of one topic's contract.
 
-    def __init__(self, serde: TopicSerde, dead_letters: DeadLetterPublisher, stage: str) -> None:
+    ``serde`` is the topic's serde, or a mapping of topic name to serde when one Faust topic
+    subscribes to several Kafka topics (an agent that joins them by key): each message is then
+    decoded with the serde of the topic it came from.
+    """
+
+    def __init__(
+        self, serde: TopicSerde | Mapping[str, TopicSerde], dead_letters: DeadLetterPublisher, stage: str
+    ) -> None:
         super().__init__(key_type=None, value_type=None, allow_empty=True)
-        self.serde = serde
+        self.serdes: Mapping[str, TopicSerde] = {} if isinstance(serde, TopicSerde) else dict(serde)
+        self.serde: TopicSerde | None = serde if isinstance(serde, TopicSerde) else None
         self.dead_letters = dead_letters
         self.stage = stage
         self._bad_keys: set[tuple[str, int, int]] = set()
@@ -89,8 +97,9 @@ class AvroSchema(faust.Schema):
         if where in self._bad_keys:
             self._bad_keys.discard(where)
             return DEAD_LETTERED
+        serde = self.serde or self.serdes[message.topic]
         try:
-            return self.serde.decode(message.value)
+            return serde.decode(message.value)
         except DecodeError as exc:
             self._dead_letter(message, exc)
             return DEAD_LETTERED
@@ -103,6 +112,10 @@ class AvroSchema(faust.Schema):
     def dumps_value(
         self, app: AppT, value: Any, *, serializer: CodecArg | None = None, headers: Any
     ) -> tuple[Any, Any]:
+        if self.serde is None:
+            raise TypeError(
+                "an AvroSchema over several topics only decodes; send with the target topic's schema"
+            )
         return self.serde.encode(value), headers
 
 

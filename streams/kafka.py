@@ -43,6 +43,9 @@ def producer_config(settings: Settings, bootstrap: str, **extra: Any) -> dict[st
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "zstd",
+            # Java's partitioner (murmur2), as Faust (aiokafka) and Kafka Streams use: a key lands
+            # in the same partition whoever writes it, so agents can join topics by table lookups.
+            "partitioner": "murmur2_random",
         }
     )
     conf.update(extra)

@@ -7,6 +7,7 @@ No other module reads the environment. Every field names its environment variabl
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,35 @@ class Settings(BaseSettings):
     )
     sis_mass_change_min_records: int = Field(
         10, description="Deletions below this count are never held (small entities)."
+    )
+
+    # --- Roster agents (sislms worker) -----------------------------------------------------
+    roles_file: Path = Field(
+        Path(__file__).parent / "roles" / "reference-district.yaml",
+        description="Role-mapping rule file the roster workers apply (validated at start; "
+        "`sislms roles check` checks one). Default: the shipped reference-district rules.",
+    )
+    roster_app_id: str = Field(
+        "sislms-roster",
+        description="Faust app id of the roster workers: their consumer group and the prefix of "
+        "their table changelog topics.",
+    )
+    roster_store: str = Field(
+        "rocksdb://",
+        description="Faust table store: `rocksdb://` (RocksDB on disk, through rocksdict) or `memory://`.",
+    )
+    roster_web_port: int = Field(
+        18095, description="Port of a roster worker's `/healthz` and `/metrics` (127.0.0.1); one per worker."
+    )
+    roster_batch_size: int = Field(
+        500,
+        description="Records an agent takes at once; their commands are confirmed by the broker together.",
+    )
+    roster_batch_within_s: float = Field(0.2, description="Longest an agent waits to fill a batch.")
+    roster_as_of: date | None = Field(
+        None,
+        description="The date roles and enrollments are judged at (beginDate/endDate). Unset: today "
+        "(UTC). Set for replays and tests.",
     )
 
     # --- SIS simulator ---------------------------------------------------------------------

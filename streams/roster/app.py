@@ -1,0 +1,535 @@
+"""The roster stream: Faust agents that turn SIS changes into LMS provisioning commands.
+
+Four agents, each keyed by what it joins on, each with a table (RocksDB by default)::
+
+    sis.enrollments.v1 ──route_enrollments──► roster.enrollments_by_user.v1  (key: user)
+                                         └──► roster.enrollments_by_class.v1 (key: class)
+    sis.classes.v1 + enrollments_by_class ──classes──► course + section commands
+                                                  └──► roster.class_facts_by_user.v1 (key: user)
+    sis.users.v1 + enrollments_by_user + class_facts_by_user ──people──► user, enrollment,
+                                                  observer, template and admin commands; audit
+    sis.orgs.v1 + sis.academic_sessions.v1 + sis.courses.v1 ──catalog──► account, term and
+                                                  course template commands
+
+faust-streaming has no stream joins: a join is a table lookup, which only works when both sides
+of it are in the same partition. So enrollments are re-keyed (by user, by class) and class facts
+are sent to each member's partition; every topic an agent reads has the same partition count and
+our producers use Kafka's default (murmur2) partitioner, so Faust assigns partition *p* of all of
+them, and of the tables' changelogs, to the same worker. Any number of workers gives the result of
+one. The orgs and courses that rules need whole are a per-worker replica (:mod:`.reference`), not a
+GlobalTable (faust-streaming issue #283).
+
+Exactly what changed, once: each agent keeps the targets it last emitted (:mod:`.commands`) and
+emits only differences. An agent takes a batch of records, computes their commands, waits until
+the broker has every command, and only then writes its table; Faust commits the input offsets
+after that (and after flushing the changelog). A crash can therefore re-send commands (same
+commandId: the sink deduplicates) but never lose one. Agent concurrency is 1 (faust-streaming
+issue #606).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # set per record of a batch: tables use it (see _as_event)
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from streams.catalog import Catalog
+from streams.dlq import DeadLetterPublisher
+from streams.faust_codec import DEAD_LETTERED, AvroSchema
+from streams.roles.engine import Decision, RuleSet
+from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
+from streams.roster.commands import Command, diff
+from streams.roster.desired import class_targets, course_targets, org_targets, person_targets, session_targets
+from streams.roster.reference import Reference
+from streams.serde import Serdes
+
+__all__ = ["STAGE", "Roster", "RosterTopics"]
+
+log = logging.getLogger(__name__)
+
+#: Dead letters of the roster agents go to dlq.roster.v1.
+STAGE = "roster"
+
+
+@dataclass(frozen=True)
+class RosterTopics:
+    """The topics the roster agents read and write (catalog names unless a test renames them)."""
+
+    orgs: str = "sis.orgs.v1"
+    sessions: str = "sis.academic_sessions.v1"
+    courses: str = "sis.courses.v1"
+    classes: str = "sis.classes.v1"
+    users: str = "sis.users.v1"
+    enrollments: str = "sis.enrollments.v1"
+    by_user: str = "roster.enrollments_by_user.v1"
+    by_class: str = "roster.enrollments_by_class.v1"
+    class_facts: str = "roster.class_facts_by_user.v1"
+    provisioning: str = "lms.provisioning.v1"
+    decisions: str = "roster.role_decisions.v1"
+
+    @classmethod
+    def renamed(cls, names: Mapping[str, str]) -> RosterTopics:
+        """The default topics with some replaced: ``{catalog name: actual name}``."""
+        base = cls()
+        return cls(**{f.name: names.get(getattr(base, f.name), getattr(base, f.name)) for f in fields(cls)})
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def _as_event(event: Any) -> None:
+    """Make ``event`` Faust's current event: a table write goes to the changelog partition (and
+    RocksDB column) of the current event, and in a batch that must be each record's own."""
+    import weakref
+
+    _current_event.set(weakref.ref(event))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _meta(value: Mapping[str, Any] | None, topic: str) -> dict[str, Any]:
+    """The change metadata an output carries: its input's, or fresh for a tombstone."""
+    if value is not None and value.get("meta"):
+        return dict(value["meta"])
+    now = _now()
+    return {
+        "source": f"roster-agents:{topic}",
+        "sourceChangedAt": now,
+        "ingestedAt": now,
+        "traceId": str(uuid.uuid4()),
+        "sourceVersion": None,
+    }
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.records = Counter(
+            "sislms_roster_records", "Input records processed, by agent.", ["agent"], registry=self.registry
+        )
+        self.commands = Counter(
+            "sislms_roster_commands",
+            "Provisioning commands emitted, by action.",
+            ["action"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "sislms_roster_decisions",
+            "Role decisions that appeared or changed, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "sislms_roster_batches", "Batches committed, by agent.", ["agent"], registry=self.registry
+        )
+        self.reference = Gauge(
+            "sislms_roster_reference_records",
+            "Orgs and courses in the replica.",
+            ["entity"],
+            registry=self.registry,
+        )
+        self.last_batch = Gauge(
+            "sislms_roster_last_batch_timestamp_seconds", "When an agent last committed a batch.", ["agent"],
+            registry=self.registry,
+        )  # fmt: skip
+
+
+Out = list[tuple[Any, str, dict[str, Any] | None]]
+Handler = Callable[[Any, str, Any, Out], Any]
+
+
+class Roster:
+    """The Faust app of the roster agents, wired to its topics, tables, rules and replica."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        catalog: Catalog,
+        serdes: Serdes,
+        dead_letters: DeadLetterPublisher,
+        rules: RuleSet,
+        reference: Reference,
+        topics: RosterTopics | None = None,
+        app_id: str = "sislms-roster",
+        store: str = "rocksdb://",
+        data_dir: Path = Path("state/roster"),
+        web_port: int | None = None,
+        replication: int = 1,
+        batch_size: int = 500,
+        batch_within_s: float = 0.2,
+        as_of: date | None = None,
+    ) -> None:
+        self.topics = t = topics or RosterTopics()
+        self.rules = rules
+        self.reference = reference
+        self.as_of = as_of
+        self.batch_size, self.batch_within_s = batch_size, batch_within_s
+        self.metrics = _Metrics()
+        self.partitions = self._partitions(catalog, t)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.app = app = faust.App(
+            app_id,
+            broker=f"kafka://{bootstrap}",
+            store=store,
+            datadir=str(data_dir),
+            autodiscover=False,
+            web_enabled=web_port is not None,
+            web_port=web_port or 6066,
+            web_bind="127.0.0.1",
+            web_host="127.0.0.1",
+            topic_partitions=self.partitions,
+            topic_replication_factor=replication,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            stream_wait_empty=True,
+            table_key_serializer="json",
+            table_value_serializer="json",
+        )
+
+        def schema(*names: str) -> AvroSchema:
+            serde = serdes[names[0]] if len(names) == 1 else {n: serdes[n] for n in names}
+            return AvroSchema(serde, dead_letters, STAGE)
+
+        self.out_by_user = app.topic(t.by_user, schema=schema(t.by_user))
+        self.out_by_class = app.topic(t.by_class, schema=schema(t.by_class))
+        self.out_class_facts = app.topic(t.class_facts, schema=schema(t.class_facts))
+        self.out_commands = app.topic(t.provisioning, schema=schema(t.provisioning))
+        self.out_decisions = app.topic(t.decisions, schema=schema(t.decisions))
+
+        def table(name: str) -> Any:
+            # keys and values as JSON (Faust's table_key_serializer / table_value_serializer)
+            return app.Table(name, default=None, partitions=self.partitions)
+
+        self.routes = table("routes")
+        self.classes = table("classes")
+        self.people = table("people")
+        self.catalog = table("catalog")
+
+        self._agent(
+            "route_enrollments",
+            app.topic(t.enrollments, schema=schema(t.enrollments)),
+            self.routes,
+            self._route,
+        )
+        self._agent(
+            "classes",
+            app.topic(t.classes, t.by_class, schema=schema(t.classes, t.by_class)),
+            self.classes,
+            self._class,
+        )
+        self._agent(
+            "people",
+            app.topic(t.users, t.by_user, t.class_facts, schema=schema(t.users, t.by_user, t.class_facts)),
+            self.people,
+            self._person,
+        )
+        self._agent(
+            "catalog",
+            app.topic(t.orgs, t.sessions, t.courses, schema=schema(t.orgs, t.sessions, t.courses)),
+            self.catalog,
+            self._catalog,
+            key=lambda ev: f"{ev.message.topic}|{ev.key}",
+        )
+        self._pages()
+
+        @app.timer(30.0)
+        async def report() -> None:
+            m = self.metrics
+            m.reference.labels("orgs").set(len(reference.orgs))
+            m.reference.labels("courses").set(len(reference.courses))
+            done = {s.labels["agent"]: s.value for s in _samples(m.records, "sislms_roster_records_total")}
+            sent = {s.labels["action"]: s.value for s in _samples(m.commands, "sislms_roster_commands_total")}
+            log.info("roster: records %s; commands %s", _fmt(done), _fmt(sent))
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _partitions(catalog: Catalog, t: RosterTopics) -> int:
+        joined = (t.users, t.by_user, t.class_facts, t.classes, t.by_class)
+        counts = {catalog.partitions(catalog.topic(name)) for name in joined}
+        if len(counts) != 1:
+            raise ValueError(
+                f"the roster's joined topics must have one partition count, not {sorted(counts)}"
+            )
+        return counts.pop()
+
+    def today(self) -> date:
+        return self.as_of or _now().date()
+
+    def _agent(
+        self, name: str, source: Any, table: Any, handle: Handler, key: Callable[[Any], str] | None = None
+    ) -> None:
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(self.batch_size, self.batch_within_s):
+                await self._batch(name, events, table, handle, key)
+
+        agent.__name__ = name
+        agent.__qualname__ = f"Roster.{name}"
+        self.app.agent(source, name=name, concurrency=1)(agent)
+
+    async def _batch(
+        self, agent: str, events: list[Any], table: Any, handle: Handler, key_of: Callable[[Any], str] | None
+    ) -> None:
+        staged: dict[str, tuple[Any, Any]] = {}
+        out: Out = []
+        for ev in events:
+            if ev.value is DEAD_LETTERED or ev.key is None:
+                continue
+            _as_event(ev)
+            key = key_of(ev) if key_of else ev.key
+            state = staged[key][1] if key in staged else table.get(key)
+            staged[key] = (ev, handle(ev, ev.key, state, out))
+        pending = [await topic.send(key=k, value=v) for topic, k, v in out]
+        if pending:
+            await asyncio.gather(*pending)  # the broker has every command before the table says so
+        for key, (ev, state) in staged.items():
+            _as_event(ev)
+            if state is None:
+                if table.get(key) is not None:
+                    del table[key]
+            else:
+                table[key] = state
+        self.metrics.records.labels(agent).inc(len(events))
+        self.metrics.batches.labels(agent).inc()
+        self.metrics.last_batch.labels(agent).set(time.time())
+        log.debug("%s: %d records, %d messages out", agent, len(events), len(out))
+
+    def _emit(
+        self, out: Out, commands: list[Command], value: Mapping[str, Any] | None, topic: str, key: str
+    ) -> None:
+        if not commands:
+            return
+        meta = _meta(value, topic)
+        reason = f"{topic} {key}"
+        for c in commands:
+            out.append((self.out_commands, c.target_sis_id, c.to_value(reason, meta)))
+            self.metrics.commands.labels(c.action).inc()
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def _route(self, ev: Any, key: str, state: Any, out: Out) -> Any:
+        """sis.enrollments.v1 -> the same enrollment keyed by its user and by its class."""
+        value = ev.value
+        meta = _meta(value, ev.message.topic)
+
+        def to_user(user: str, klass: str, facts: EnrollmentFacts | None) -> None:
+            out.append(
+                (
+                    self.out_by_user,
+                    user,
+                    {
+                        "enrollmentId": key,
+                        "user": user,
+                        "classId": klass,
+                        "removed": facts is None,
+                        "facts": json.dumps(facts.to_dict()) if facts else None,
+                        "meta": meta,
+                    },
+                )
+            )
+
+        def to_class(klass: str, user: str, removed: bool) -> None:
+            value = {"enrollmentId": key, "classId": klass, "user": user, "removed": removed, "meta": meta}
+            out.append((self.out_by_class, klass, value))
+
+        if value is None:
+            if state is not None:
+                to_user(state["u"], state["c"], None)
+                to_class(state["c"], state["u"], True)
+            return None
+        facts = EnrollmentFacts.from_record(value)
+        if state is not None and state["u"] != facts.user:
+            to_user(state["u"], state["c"], None)
+        if state is not None and state["c"] != facts.klass:
+            to_class(state["c"], state["u"], True)
+        to_user(facts.user, facts.klass, facts)
+        if state is None or state["c"] != facts.klass or state["u"] != facts.user:
+            to_class(facts.klass, facts.user, False)
+        return {"u": facts.user, "c": facts.klass}
+
+    def _class(self, ev: Any, key: str, state: Any, out: Out) -> Any:
+        """A class's course and section; its facts to every member."""
+        st = state or {"f": None, "m": {}, "e": {}}
+        value = ev.value
+        topic = ev.message.topic
+        meta = _meta(value, topic)
+
+        def tell(user: str) -> None:
+            value = {"classId": key, "user": user, "facts": json.dumps(st["f"]), "meta": meta}
+            out.append((self.out_class_facts, user, value))
+
+        if topic == self.topics.classes:
+            before = st["f"]
+            if value is None:
+                st["f"] = {**before, "active": False} if before else None
+            else:
+                st["f"] = ClassFacts.from_record(value).to_dict()
+            targets = class_targets(ClassFacts.from_dict(st["f"])) if st["f"] else {}
+            commands, st["e"] = diff(st["e"], targets)
+            self._emit(out, commands, value, topic, key)
+            if st["f"] is not None and st["f"] != before:
+                for user in sorted(set(st["m"].values())):
+                    tell(user)
+        else:
+            enrollment, user = value["enrollmentId"], value["user"]
+            if value["removed"]:
+                st["m"].pop(enrollment, None)
+            else:
+                new_member = user not in st["m"].values()
+                st["m"][enrollment] = user
+                if new_member and st["f"] is not None:
+                    tell(user)
+        return st
+
+    def _person(self, ev: Any, key: str, state: Any, out: Out) -> Any:
+        """Everything one person has in the LMS: account, course roles, observers, templates, admin."""
+        st = state or {"u": None, "en": {}, "cl": {}, "e": {}, "d": {}}
+        value = ev.value
+        topic = ev.message.topic
+        if topic == self.topics.users:
+            st["u"] = UserFacts.from_record(value).to_dict() if value is not None else None
+        elif topic == self.topics.by_user:
+            if value["removed"]:
+                gone = st["en"].pop(value["enrollmentId"], None)
+                klass = gone["klass"] if gone else None
+                if klass and all(e["klass"] != klass for e in st["en"].values()):
+                    st["cl"].pop(klass, None)
+            else:
+                st["en"][value["enrollmentId"]] = json.loads(value["facts"])
+        elif value["facts"] is not None:
+            st["cl"][value["classId"]] = json.loads(value["facts"])
+        user = UserFacts.from_dict(st["u"]) if st["u"] else None
+        enrollments = {e: EnrollmentFacts.from_dict(d) for e, d in st["en"].items()}
+        classes = {c: ClassFacts.from_dict(d) for c, d in st["cl"].items()}
+        targets, decisions = person_targets(
+            user, enrollments, classes, self.reference.orgs, self.reference.courses.values(), self.rules,
+            self.today(), key,
+        )  # fmt: skip
+        commands, st["e"] = diff(st["e"], targets)
+        self._emit(out, commands, value, topic, key)
+        st["d"] = self._audit(out, st["d"], decisions, key, value, topic)
+        return st
+
+    def _audit(
+        self, out: Out, before: Mapping[str, str], decisions: list[Decision], key: str, value: Any, topic: str
+    ) -> dict[str, str]:
+        """Publish the decisions that appeared or changed (and the subjects that went away)."""
+        now: dict[str, str] = {}
+        meta = _meta(value, topic)
+        for d in decisions:
+            record = _decision_value(d, self.rules.version, meta)
+            fingerprint = _fingerprint(record)
+            sid = f"{d.kind}:{d.subject}"
+            now[sid] = fingerprint
+            if before.get(sid) != fingerprint:
+                out.append((self.out_decisions, d.person, record))
+                self.metrics.decisions.labels(d.kind, d.outcome).inc()
+        for sid in sorted(set(before) - set(now)):
+            kind, subject = sid.split(":", 1)
+            person = subject.rsplit("/", 1)[1] if kind == "observer" else key
+            record = {
+                "person": person, "kind": kind, "subject": subject, "outcome": "removed", "grants": [],
+                "checks": [], "note": "the subject is gone", "facts": {},
+                "student": key if kind == "observer" else None, "ruleSetVersion": self.rules.version,
+                "decidedAt": _now(), "meta": meta,
+            }  # fmt: skip
+            out.append((self.out_decisions, person, record))
+            self.metrics.decisions.labels(kind, "removed").inc()
+        return now
+
+    def _catalog(self, ev: Any, key: str, state: Any, out: Out) -> Any:
+        """Orgs to accounts, academic sessions to terms, courses to course templates."""
+        value = ev.value
+        topic = ev.message.topic
+        t = self.topics
+        if value is None:
+            targets = {}
+        elif topic == t.orgs:
+            targets = org_targets(OrgFacts.from_record(value))
+        elif topic == t.sessions:
+            targets = session_targets(value)
+        else:
+            targets = course_targets(CourseFacts.from_record(value))
+        commands, emitted = diff(state or {}, targets)
+        self._emit(out, commands, value, topic, key)
+        return emitted
+
+    # --- health and metrics ----------------------------------------------------------------
+
+    def _pages(self) -> None:
+        app = self.app
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+            return web.json(
+                {
+                    "status": "ok",
+                    "app": app.conf.id,
+                    "rules": self.rules.version,
+                    "reference": {"orgs": len(self.reference.orgs), "courses": len(self.reference.courses)},
+                    "assigned_partitions": len(assigned),
+                }
+            )
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(self.metrics.registry), content_type="text/plain; version=0.0.4")
+
+
+def _decision_value(d: Decision, version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "person": d.person,
+        "kind": d.kind,
+        "subject": d.subject,
+        "outcome": d.outcome,
+        "grants": [
+            {
+                "kind": g.kind,
+                "role": g.role,
+                "baseRole": g.base_role,
+                "account": g.account,
+                "ltiRoles": list(g.lti_roles),
+                "rule": g.rule,
+            }
+            for g in d.grants
+        ],
+        "checks": [{"rule": c.rule, "matched": c.matched, "why": c.why} for c in d.checks],
+        "note": d.note,
+        "facts": dict(d.facts),
+        "student": d.student,
+        "ruleSetVersion": version,
+        "decidedAt": _now(),
+        "meta": dict(meta),
+    }
+
+
+def _fingerprint(record: Mapping[str, Any]) -> str:
+    """What makes a decision the same one again: all but when and why it was recomputed."""
+    import hashlib
+
+    same = {k: v for k, v in record.items() if k not in ("decidedAt", "meta")}
+    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _samples(metric: Any, name: str) -> list[Any]:
+    return [s for fam in metric.collect() for s in fam.samples if s.name == name]
+
+
+def _fmt(counts: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {int(v)}" for k, v in sorted(counts.items())) or "none"
