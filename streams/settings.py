@@ -154,11 +154,6 @@ class Settings(BaseSettings):
     roster_web_port: int = Field(
         18095, description="Port of a roster worker's `/healthz` and `/metrics` (127.0.0.1); one per worker."
     )
-    roster_batch_size: int = Field(
-        500,
-        description="Records an agent takes at once; their commands are confirmed by the broker together.",
-    )
-    roster_batch_within_s: float = Field(0.2, description="Longest an agent waits to fill a batch.")
     roster_as_of: date | None = Field(
         None,
         description="The date roles and enrollments are judged at (beginDate/endDate). Unset: today "

@@ -74,9 +74,9 @@ class Grant:
     """One LMS role given to one person.
 
     ``kind`` course: ``role`` in the subject's class (``base_role`` is the built-in role it
-    extends). ``kind`` account: admin role ``role`` on ``account`` (``"root"`` or an org's
-    sourcedId). ``kind`` template: ``role`` on the course templates :meth:`RuleSet.templates`
-    selects with ``template``.
+    extends). ``kind`` account: admin role ``role`` on ``account``, ``"root"`` (the district's
+    root account) or ``"org"`` (the sub-account of the org the role is held at). ``kind``
+    template: ``role`` on the course templates :meth:`RuleSet.templates` selects.
     """
 
     kind: Literal["course", "account", "template"]

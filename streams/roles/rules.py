@@ -33,10 +33,18 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from streams.errors import RuleFileError
-from streams.yamlfile import load_yaml
+from streams.yamlfile import YamlDoc, load_yaml
 
 __all__ = [
     "BASE_COURSE_ROLES",
@@ -344,6 +352,16 @@ class RuleFile(_Strict):
         return str(v) if isinstance(v, int | float) else v
 
 
+def _located(
+    doc: YamlDoc, i: int, raw: Any, where: tuple[str | int, ...], reason: str
+) -> tuple[int | None, str, str]:
+    """A rule's problem with the line and field it is about."""
+    loc: tuple[str | int, ...] = ("rules", i, *where)
+    if isinstance(raw, dict) and isinstance(raw.get("then"), dict) and where[0] == "then":
+        loc = ("rules", i, "then", *where[2:])  # a single output written as a mapping
+    return (doc.line_at(loc), doc.field_name(loc, "id"), reason)
+
+
 def load_rule_file(path: Path) -> tuple[RuleFile, str]:
     """Read, validate and return a rule file with its text (hashed into the rule set's identity).
 
@@ -351,7 +369,23 @@ def load_rule_file(path: Path) -> tuple[RuleFile, str]:
         RuleFileError: naming the file, the line and the field of every problem.
     """
     doc = load_yaml(path, RuleFileError, "role-mapping rule file")
-    rules = doc.validate(RuleFile, label="id", context={"deferred": True})
+    try:
+        rules = doc.validate(RuleFile, label="id", context={"deferred": True})
+    except RuleFileError as exc:
+        # report the kind problems of the rules that are otherwise valid too: all at once
+        more = []
+        raw_rules = doc.data.get("rules")
+        for i, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+            try:
+                rule = Rule.model_validate(raw, context={"deferred": True})
+            except ValidationError:
+                continue
+            more += [_located(doc, i, raw, where, reason) for where, reason in rule.problems()]
+        if not more:
+            raise
+        every = sorted([*exc.problems, *more], key=lambda p: p[0] or 0)
+        line, field, reason = every[0]
+        raise RuleFileError(str(path), line, field, reason, every) from None
     problems: list[tuple[int | None, str, str]] = []
     seen: dict[str, int] = {}
     for i, rule in enumerate(rules.rules):
@@ -361,10 +395,7 @@ def load_rule_file(path: Path) -> tuple[RuleFile, str]:
             problems.append((doc.line_at(loc), doc.field_name(loc, "id"), reason))
         seen.setdefault(rule.id, i)
         for where, reason in rule.problems():
-            loc = ("rules", i, *where)
-            if isinstance(doc.data["rules"][i].get("then"), dict) and where[0] == "then":
-                loc = ("rules", i, "then", *where[2:])  # a single output written as a mapping
-            problems.append((doc.line_at(loc), doc.field_name(loc, "id"), reason))
+            problems.append(_located(doc, i, doc.data["rules"][i], where, reason))
     if problems:
         line, field, reason = problems[0]
         raise RuleFileError(str(path), line, field, reason, problems)

@@ -20,11 +20,11 @@ one. The orgs and courses that rules need whole are a per-worker replica (:mod:`
 GlobalTable (faust-streaming issue #283).
 
 Exactly what changed, once: each agent keeps the targets it last emitted (:mod:`.commands`) and
-emits only differences. An agent takes a batch of records, computes their commands, waits until
-the broker has every command, and only then writes its table; Faust commits the input offsets
-after that (and after flushing the changelog). A crash can therefore re-send commands (same
-commandId: the sink deduplicates) but never lose one. Agent concurrency is 1 (faust-streaming
-issue #606).
+emits only differences. For each record an agent computes its commands, waits until the broker
+has every one of them, and only then writes its table; Faust commits the input offset after that
+(and after flushing the changelog). A crash can therefore re-send commands (same commandId: the
+sink deduplicates) but never lose one. Agent concurrency is 1 (faust-streaming issue #606), and
+records are taken one at a time: Faust's batching helpers lost records at rebalances.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.streams import _current_event  # set per record of a batch: tables use it (see _as_event)
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from streams.catalog import Catalog
@@ -88,14 +87,6 @@ class RosterTopics:
         return [getattr(self, f.name) for f in fields(self)]
 
 
-def _as_event(event: Any) -> None:
-    """Make ``event`` Faust's current event: a table write goes to the changelog partition (and
-    RocksDB column) of the current event, and in a batch that must be each record's own."""
-    import weakref
-
-    _current_event.set(weakref.ref(event))
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -132,19 +123,18 @@ class _Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
-        self.batches = Counter(
-            "sislms_roster_batches", "Batches committed, by agent.", ["agent"], registry=self.registry
-        )
         self.reference = Gauge(
             "sislms_roster_reference_records",
             "Orgs and courses in the replica.",
             ["entity"],
             registry=self.registry,
         )
-        self.last_batch = Gauge(
-            "sislms_roster_last_batch_timestamp_seconds", "When an agent last committed a batch.", ["agent"],
+        self.last_record = Gauge(
+            "sislms_roster_last_record_timestamp_seconds",
+            "When an agent last finished a record.",
+            ["agent"],
             registry=self.registry,
-        )  # fmt: skip
+        )
 
 
 Out = list[tuple[Any, str, dict[str, Any] | None]]
@@ -158,6 +148,7 @@ class Roster:
         self,
         *,
         bootstrap: str,
+        client_conf: Mapping[str, Any] | None = None,
         catalog: Catalog,
         serdes: Serdes,
         dead_letters: DeadLetterPublisher,
@@ -169,17 +160,17 @@ class Roster:
         data_dir: Path = Path("state/roster"),
         web_port: int | None = None,
         replication: int = 1,
-        batch_size: int = 500,
-        batch_within_s: float = 0.2,
         as_of: date | None = None,
     ) -> None:
         self.topics = t = topics or RosterTopics()
         self.rules = rules
         self.reference = reference
         self.as_of = as_of
-        self.batch_size, self.batch_within_s = batch_size, batch_within_s
         self.metrics = _Metrics()
         self.partitions = self._partitions(catalog, t)
+        self._client_conf = dict(client_conf or {"bootstrap.servers": bootstrap})
+        self.inputs: tuple[str, ...] = (t.orgs, t.sessions, t.courses, t.classes, t.users, t.enrollments)
+        self.inputs += (t.by_user, t.by_class, t.class_facts)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
             app_id,
@@ -247,6 +238,10 @@ class Roster:
         )
         self._pages()
 
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def _start_at_committed(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            await self._seek_committed_zero(assigned)
+
         @app.timer(30.0)
         async def report() -> None:
             m = self.metrics
@@ -268,6 +263,38 @@ class Roster:
             )
         return counts.pop()
 
+    async def _seek_committed_zero(self, assigned: Any) -> None:
+        """Start every newly assigned input partition with nothing committed (or 0) at its beginning.
+
+        aiokafka's ``seek_to_committed`` does not seek when the committed offset is 0 or absent
+        (``if offset and offset > 0``), so a partition that moved to this worker before anyone
+        committed for it was read from wherever the fetcher stood: its first records were never
+        processed. Two workers starting together lost enrollments that way; the integration test
+        ``test_two_workers_produce_what_one_does`` covers it.
+        """
+        from confluent_kafka import Consumer, TopicPartition
+
+        inputs = set(self.inputs)
+        tps = [tp for tp in assigned if tp.topic in inputs]
+        if not tps:
+            return
+        side = Consumer({**self._client_conf, "group.id": self.app.conf.id, "enable.auto.commit": False})
+        try:
+            committed = side.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
+            starts = []
+            for tp, c in zip(tps, committed, strict=True):
+                if c.offset <= 0:
+                    low, _ = side.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
+                    starts.append((tp, low))
+        finally:
+            side.close()
+        for tp, low in starts:
+            await self.app.consumer.seek(tp, low)
+        if starts:
+            log.info(
+                "%d newly assigned partitions start at their beginning (nothing committed yet)", len(starts)
+            )
+
     def today(self) -> date:
         return self.as_of or _now().date()
 
@@ -275,39 +302,45 @@ class Roster:
         self, name: str, source: Any, table: Any, handle: Handler, key: Callable[[Any], str] | None = None
     ) -> None:
         async def agent(stream: Any) -> None:
-            async for events in stream.take_events(self.batch_size, self.batch_within_s):
-                await self._batch(name, events, table, handle, key)
+            # One record at a time, acked by Faust when the loop moves on. Faust's batching
+            # helpers lost records when partitions moved between workers: take_events acks its
+            # batch in a ``finally`` even when it was never processed, and noack_take dropped
+            # buffered records at a rebalance (test_two_workers_produce_what_one_does).
+            async for event in stream.events():
+                await self._process(name, event, table, handle, key)
 
         agent.__name__ = name
         agent.__qualname__ = f"Roster.{name}"
         self.app.agent(source, name=name, concurrency=1)(agent)
 
-    async def _batch(
-        self, agent: str, events: list[Any], table: Any, handle: Handler, key_of: Callable[[Any], str] | None
+    async def _process(
+        self, agent: str, ev: Any, table: Any, handle: Handler, key_of: Callable[[Any], str] | None
     ) -> None:
-        staged: dict[str, tuple[Any, Any]] = {}
+        """One record: its new state and outputs; the outputs confirmed by the broker, then the
+        state written. A rebalance meanwhile leaves the state alone: the partition's new owner
+        processes the record again from the last commit (same commands, same ids)."""
+        self.metrics.records.labels(agent).inc()
+        if ev.value is DEAD_LETTERED or ev.key is None:
+            return
+        key = key_of(ev) if key_of else ev.key
+        if ev.message.topic == self.topics.users:
+            await self.reference.caught_up()  # the user's orgs and the course catalog are known
         out: Out = []
-        for ev in events:
-            if ev.value is DEAD_LETTERED or ev.key is None:
-                continue
-            _as_event(ev)
-            key = key_of(ev) if key_of else ev.key
-            state = staged[key][1] if key in staged else table.get(key)
-            staged[key] = (ev, handle(ev, ev.key, state, out))
+        state = handle(ev, ev.key, table.get(key), out)
         pending = [await topic.send(key=k, value=v) for topic, k, v in out]
         if pending:
-            await asyncio.gather(*pending)  # the broker has every command before the table says so
-        for key, (ev, state) in staged.items():
-            _as_event(ev)
-            if state is None:
-                if table.get(key) is not None:
-                    del table[key]
-            else:
-                table[key] = state
-        self.metrics.records.labels(agent).inc(len(events))
-        self.metrics.batches.labels(agent).inc()
-        self.metrics.last_batch.labels(agent).set(time.time())
-        log.debug("%s: %d records, %d messages out", agent, len(events), len(out))
+            await asyncio.gather(*pending)  # the broker has every output before the table says so
+        if ev.message.tp not in self.app.consumer.assignment():
+            log.warning(
+                "%s: partition %s revoked while processing; left to its new owner", agent, ev.message.tp
+            )
+            return
+        if state is None:
+            if table.get(key) is not None:
+                del table[key]
+        else:
+            table[key] = state
+        self.metrics.last_record.labels(agent).set(time.time())
 
     def _emit(
         self, out: Out, commands: list[Command], value: Mapping[str, Any] | None, topic: str, key: str

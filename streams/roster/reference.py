@@ -14,6 +14,7 @@ start, then a daemon thread keeps tailing them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -45,6 +46,9 @@ class Reference:
         self._thread: threading.Thread | None = None
         self.records = 0
         self.on_change: Callable[[str, str], None] | None = None
+        self._positions: dict[tuple[str, int], int] = {}  # next offset to read, per partition
+        self._verified_at = 0.0
+        self._probe: Consumer | None = None
 
     def start(self, timeout_s: float = 120.0) -> Reference:
         """Read both topics to their current end (raises ``ServiceUnavailable`` after ``timeout_s``),
@@ -56,6 +60,38 @@ class Reference:
             raise ServiceUnavailable(f"the roster reference data was not read within {timeout_s:.0f} s")
         log.info("reference data ready: %d orgs, %d courses", len(self.orgs), len(self.courses))
         return self
+
+    async def caught_up(self, timeout_s: float = 10.0, every_s: float = 1.0) -> bool:
+        """Wait until the replica has read everything on its topics now (at most ``timeout_s``).
+
+        The sources publish orgs and courses before the users that refer to them, so a user
+        decided after this sees its orgs and the course catalog. Checked at most once per
+        ``every_s``: between checks the answer stands.
+        """
+        now = time.monotonic()
+        if now - self._verified_at < every_s:
+            return True
+        ends = await asyncio.to_thread(self._ends)
+        deadline = now + timeout_s
+        while any(self._positions.get(tp, 0) < high for tp, high in ends.items()):
+            if time.monotonic() > deadline:
+                log.warning("reference: not caught up after %.0f s; deciding with what it has", timeout_s)
+                return False
+            await asyncio.sleep(0.05)
+        self._verified_at = time.monotonic()
+        return True
+
+    def _ends(self) -> dict[tuple[str, int], int]:
+        if self._probe is None:
+            self._probe = Consumer({**self._conf, "group.id": "sislms-roster-reference-probe"})
+        ends = {}
+        for topic in self._topics:
+            info = self._probe.list_topics(topic, timeout=10).topics[topic]
+            for p in info.partitions:
+                low, high = self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    ends[(topic, p)] = high
+        return ends
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,6 +162,7 @@ class Reference:
                             log.warning("reference: %s", error)
                         continue
                     self._apply(str(m.topic()), decode_key(m.key()), m.value())
+                    self._positions[(str(m.topic()), int(m.partition() or 0))] = int(m.offset() or 0) + 1
                     where = (m.topic(), m.partition())
                     if where in ends and (m.offset() or 0) + 1 >= ends[where]:
                         del ends[where]

@@ -62,7 +62,6 @@ class RosterRig:
             "SISLMS_ROSTER_APP_ID": self.app_id,
             "SISLMS_STATE_DIR": str(self.state_dir),
             "SISLMS_ROSTER_AS_OF": AS_OF.isoformat(),
-            "SISLMS_ROSTER_BATCH_WITHIN_S": "0.1",
             "SISLMS_LOG_LEVEL": "INFO",
         }
 
@@ -211,3 +210,39 @@ def diff_summary(want: dict[tuple[str, str], Any], got: dict[tuple[str, str], An
     lines += [f"  missing {k}" for k in missing[:n]] + [f"  extra {k}: {got[k]}" for k in extra[:n]]
     lines += [f"  different {k}: want {want[k]} got {got[k]}" for k in changed[:n]]
     return "\n".join(lines)
+
+
+def caught_up(rig: RosterRig) -> bool:
+    """Whether the workers' group has committed every record of every topic the agents read."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.kafka import client_config
+
+    t = rig.topics
+    inputs = [
+        t.orgs,
+        t.sessions,
+        t.courses,
+        t.classes,
+        t.users,
+        t.enrollments,
+        t.by_user,
+        t.by_class,
+        t.class_facts,
+    ]
+    conf = client_config(rig.sis.kernel.settings, rig.sis.kernel.endpoints.kafka_bootstrap)
+    consumer = Consumer({**conf, "group.id": rig.app_id, "enable.auto.commit": False})
+    try:
+        parts = [
+            TopicPartition(topic, p)
+            for topic in inputs
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
+        for tp in parts:
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and committed[(tp.topic, tp.partition)] < high:
+                return False
+        return True
+    finally:
+        consumer.close()
