@@ -41,7 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
-    p.add_argument("--only", choices=["serde", "kafka", "sis"], help="run one group only")
+    p.add_argument("--only", choices=["serde", "kafka", "sis", "roster"], help="run one group only")
+    p.add_argument(
+        "--roster-users",
+        default="25000,250000",
+        help="district sizes of the roster runs, comma separated (default 25000,250000; 2000 with --quick)",
+    )
     p.add_argument(
         "--sis-users",
         default="25000,250000",
@@ -127,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = [2000] if args.quick and args.sis_users == "25000,250000" else args.sis_users.split(",")
         measurements += run_sis_snapshot(kernel, [int(s) for s in sizes])
+    if args.only in (None, "roster"):
+        from bench.roster import run_roster
+
+        sizes = [2000] if args.quick and args.roster_users == "25000,250000" else args.roster_users.split(",")
+        measurements += run_roster(kernel, [int(s) for s in sizes])
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -106,6 +106,15 @@ def diff(
         if before is not None and want is not None and before["k"] == want.kind and before["a"] == want.attrs:
             after[key] = dict(before)
             continue
+        still_deleted = before is not None and before["a"].get("status") != "active"
+        if (
+            still_deleted
+            and want is not None
+            and want.kind in _SOFT_DELETE
+            and want.attrs.get("status") != "active"
+        ):
+            after[key] = dict(entry or {})  # deleted and still deleted: nothing to tell the LMS
+            continue
         kind = want.kind if want is not None else str(entry["k"]) if entry is not None else ""
         action = _action(kind, before, want) if kind else None
         if action is None:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from sislms.roster import explain
 from sislms.wiring import Kernel
 from streams.catalog import Catalog
 from streams.roles import DEFAULT_RULES, RuleSet
 from tests.integration.roster_support import (
+    AS_OF,
     Commands,
     RosterRig,
     Worker,
@@ -86,6 +88,29 @@ def test_a_district_becomes_exactly_the_commands_its_ground_truth_and_rules_call
         assert {d["ruleSetVersion"] for d in decisions} == {RULES.version}
         outcomes = Counter(d["outcome"] for d in decisions)
         assert outcomes["mapped"] > 0 and outcomes["skipped"] > 0
+        # `sislms roles explain` decides again from the topics: a principal, and a student
+        settings = kernel.settings.model_copy(
+            update={"topology_file": rig.sis.catalog.path, "roster_as_of": AS_OF}
+        )
+        principal = next(u for u in sim.store.records("users") if u["roles"][0]["role"] == "principal")
+        x = explain(settings, principal["sourcedId"], rules=RULES, topics=rig.topics)
+        (role,) = [d for d in x.decisions if d.kind == "org_role"]
+        assert (role.outcome, [(g.role, g.account) for g in role.grants]) == (
+            "mapped",
+            [("AccountAdmin", "org")],
+        )
+        assert "site-administrators" in [c.rule for c in role.checks if c.matched]
+        student = next(
+            u for u in sim.store.records("users") if u["roles"][0]["role"] == "student" and u["agents"]
+        )
+        x = explain(settings, student["sourcedId"], rules=RULES, topics=rig.topics)
+        mine = {
+            e
+            for e, r in sim.store.collections["enrollments"].items()
+            if r["user"]["sourcedId"] == student["sourcedId"]
+        }
+        assert {d.subject for d in x.decisions if d.kind == "enrollment"} == mine
+        assert len([d for d in x.decisions if d.kind == "observer"]) == len(mine) * len(student["agents"])
     finally:
         for w in workers:
             w.stop()

@@ -1,0 +1,357 @@
+"""The roster agents on the real stack: a full district's initial load, then change latency.
+
+For each district size: serve the district with the SIS simulator, snapshot its rostering
+collections into fresh ``bench.*`` copies of the ``sis.*`` topics (as ``bench.sis_snapshot``
+does), then start one roster worker (``sislms worker``, a process of its own) on them and time:
+
+* **initial load**: from the worker being ready until its group has committed every input record
+  (``sis.*`` and the internal re-keyed topics): provisioning commands per second, agent records
+  per second;
+* **change latency**: user email changes written to ``sis.users`` at a steady rate once the load
+  is done; latency is the provisioning command's broker timestamp minus the ``sis.users`` record's
+  (both CreateTime, same machine clock): p50 and p99;
+* **consume + decode**: the same ``sis.*`` records read back and decoded, the floor any consumer
+  of these topics starts from (in the same run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.measure import Measurement, Run
+from bench.sis_snapshot import SECRET, _delete, _serve
+from connectors.oneroster.auth import ClientCredentials
+from connectors.oneroster.models import ENTITIES
+from connectors.sources.base import SourceState, TopicWriter
+from connectors.sources.holds import HoldBook, MassChangeGuard
+from connectors.sources.oneroster_rest.client import OneRosterClient
+from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
+from sislms.wiring import Kernel
+from streams.catalog import load_catalog
+from streams.compacted import read_live_keys, read_to_end
+from streams.kafka import client_config
+from streams.serde import Serdes, decode_key
+from streams.topology import apply
+
+__all__ = ["run_roster"]
+
+log = logging.getLogger("bench.roster")
+
+ROSTERING = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments")
+INTERNAL = (
+    "roster.enrollments_by_user.v1",
+    "roster.enrollments_by_class.v1",
+    "roster.class_facts_by_user.v1",
+)
+OUTPUTS = ("lms.provisioning.v1", "roster.role_decisions.v1")
+AS_OF = "2026-11-28"
+
+
+def _topics(kernel: Kernel, tag: str, workdir: Path) -> tuple[Any, dict[str, str], dict[str, str], Path]:
+    specs: list[dict[str, Any]] = []
+    sis: dict[str, str] = {}
+    renamed: dict[str, str] = {}
+    for ent in ENTITIES:
+        if ent.name not in ROSTERING:
+            continue
+        name = f"bench.{ent.topic.split('.')[1]}_{tag}.v1"
+        sis[ent.name], renamed[ent.topic] = name, name
+        specs.append(
+            {
+                "name": name,
+                "cleanup_policy": "compact",
+                "value_schema": kernel.catalog.topic(ent.topic).value_schema,
+            }
+        )
+    for topic in (*INTERNAL, *OUTPUTS):
+        name = f"bench.{topic.split('.')[1]}_{tag}.v1"
+        renamed[topic] = name
+        specs.append(
+            {
+                "name": name,
+                "cleanup_policy": "delete",
+                "value_schema": kernel.catalog.topic(topic).value_schema,
+            }
+        )
+    for spec in specs:
+        spec.update(description="bench", owner="bench")
+    dlq = {
+        "description": "bench",
+        "owner": "bench",
+        "cleanup_policy": "delete",
+        "partitions": 1,
+        "value_schema": "dlq/dead_letter.v1.avsc",
+    }
+    specs += [{"name": f"dlq.bench_{tag}.v1", **dlq}, {"name": "dlq.roster.v1", **dlq}]
+    path = workdir / f"topology-{tag}.yaml"
+    doc = {"version": 1, "defaults": {"partitions": 6, "replication_factor": 1}, "topics": specs}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    catalog = load_catalog(path, kernel.settings.schemas_dir)
+    result = apply(catalog, kernel.admin, kernel.registry, 1)
+    if not result.ok:
+        raise SystemExit(f"bench topology failed: {result.failed}")
+    map_file = workdir / "topic-map.json"
+    map_file.write_text(json.dumps(renamed))
+    return catalog, sis, renamed, map_file
+
+
+def _committed_all(conf: dict[str, Any], group: str, topics: list[str]) -> tuple[bool, int]:
+    """Whether ``group`` committed every record of ``topics``, and how many records they hold."""
+    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in consumer.list_topics(t, timeout=10).topics[t].partitions
+        ]
+        done, total = True, 0
+        for tp in consumer.committed(parts, timeout=10):
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            total += high - low
+            if high > 0 and tp.offset < high:
+                done = False
+        return done, total
+    finally:
+        consumer.close()
+
+
+def _count(conf: dict[str, Any], topic: str) -> int:
+    consumer = Consumer({**conf, "group.id": "bench-count"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def _latency(
+    kernel: Kernel, catalog: Any, sis: dict[str, str], renamed: dict[str, str], changes: int, rate: float
+) -> tuple[list[float], float]:
+    """Write ``changes`` email changes at ``rate``/s; return each one's record-to-command latency (ms)."""
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    serdes = Serdes(kernel.registry, catalog, validate=False)
+    users_topic = sis["users"]
+    students: list[dict[str, Any]] = []
+    for m in read_to_end(conf, users_topic, timeout_s=3600):
+        if m.value() is not None and len(students) < changes:
+            v = serdes[users_topic].decode(m.value())
+            if v and v["status"] == "active" and v["enabledUser"]:
+                students.append(v)
+    sent: dict[str, int] = {}
+    producer = kernel.producer()
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            sent[decode_key(msg.key()) or ""] = msg.timestamp()[1]
+
+    started = time.perf_counter()
+    for i, user in enumerate(students):
+        now = datetime.now(UTC)
+        user = {
+            **user,
+            "email": f"bench-{uuid.uuid4().hex[:8]}@example.invalid",
+            "dateLastModified": now,
+            "meta": {**user["meta"], "sourceChangedAt": now, "ingestedAt": now},
+        }
+        producer.produce(
+            users_topic,
+            key=user["sourcedId"].encode(),
+            value=serdes[users_topic].encode(user),
+            on_delivery=delivered,
+        )
+        producer.poll(0)
+        pause = started + (i + 1) / rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    producer.flush(60)
+    span = time.perf_counter() - started
+    out = renamed["lms.provisioning.v1"]
+    consumer = Consumer(
+        {**conf, "group.id": f"bench-latency-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([out])
+    got: dict[str, int] = {}
+    deadline = time.monotonic() + 600
+    try:
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            for m in consumer.consume(1000, timeout=1.0):
+                if m.error() or m.value() is None:
+                    continue
+                v = serdes[out].decode(m.value())
+                if v and v["action"] == "update_user" and v["targetSisId"] in sent:
+                    got[v["targetSisId"]] = m.timestamp()[1]
+    finally:
+        consumer.close()
+    if len(got) < len(sent):
+        log.warning("latency: %d of %d changes came out", len(got), len(sent))
+    return [float(got[k] - sent[k]) for k in got], span
+
+
+def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float = 50.0) -> list[Measurement]:
+    out: list[Measurement] = []
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    for users in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            proc, url, counts = _serve(users, work)
+            tag = uuid.uuid4().hex[:8]
+            catalog, sis, renamed, map_file = _topics(kernel, tag, work)
+            worker = None
+            try:
+                serdes = Serdes(kernel.registry, catalog, validate=False)
+                config = RestSourceConfig(name="bench", page_size=1000, entities=ROSTERING)
+                writer = TopicWriter(
+                    kernel.producer(), serdes, catalog, source=config.source, stage=f"bench_{tag}"
+                )
+                auth = ClientCredentials(f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly"])
+                source = RestSource(
+                    config,
+                    client=OneRosterClient(url, auth),
+                    writer=writer,
+                    catalog=catalog,
+                    state=SourceState(work / "state.json"),
+                    holds=HoldBook(work / "holds"),
+                    guard=MassChangeGuard(),
+                    live_keys=lambda topic: read_live_keys(conf, topic),
+                    topics=sis,
+                )
+                t = time.perf_counter()
+                report = source.sync_once()
+                log.info(
+                    "snapshot of %d users: %d records in %.0f s",
+                    users,
+                    report.total("upserts"),
+                    time.perf_counter() - t,
+                )
+                decoded, t = 0, time.perf_counter()
+                for topic in sis.values():
+                    serde = serdes[topic]
+                    for m in read_to_end(conf, topic, timeout_s=3600):
+                        serde.decode(m.value())
+                        decoded += 1
+                dec_s = time.perf_counter() - t
+                group = f"bench-roster-{tag}"
+                port = 19400 + int(tag[:3], 16) % 500
+                env = {
+                    **os.environ,
+                    "SISLMS_TOPOLOGY_FILE": str(work / f"topology-{tag}.yaml"),
+                    "SISLMS_ROSTER_APP_ID": group,
+                    "SISLMS_STATE_DIR": str(work / "state"),
+                    "SISLMS_ROSTER_AS_OF": AS_OF,
+                    "SISLMS_LOG_LEVEL": "WARNING",
+                }
+                log_file = (work / "worker.log").open("wb")
+                worker = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "sislms.cli",
+                        "worker",
+                        "--port",
+                        str(port),
+                        "--topic-map",
+                        str(map_file),
+                    ],
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+                while True:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()[
+                            "assigned_partitions"
+                        ]:
+                            break
+                    if worker.poll() is not None:
+                        raise SystemExit(f"the worker exited: see {work / 'worker.log'}")
+                    time.sleep(0.5)
+                t = time.perf_counter()
+                topics = [
+                    renamed[x] for x in (*[e.topic for e in ENTITIES if e.name in ROSTERING], *INTERNAL)
+                ]
+                while True:
+                    done, records = _committed_all(conf, group, topics)
+                    if done:
+                        break
+                    time.sleep(2)
+                load_s = time.perf_counter() - t
+                commands = _count(conf, renamed["lms.provisioning.v1"])
+                log.info(
+                    "initial load: %d commands from %d agent records in %.0f s", commands, records, load_s
+                )
+                lat, span = _latency(kernel, catalog, sis, renamed, changes, rate)
+            finally:
+                if worker is not None:
+                    worker.terminate()
+                    with contextlib.suppress(Exception):
+                        worker.wait(60)
+                proc.terminate()
+                proc.wait(timeout=30)
+                _delete(
+                    kernel, [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"]
+                )
+        label = f"{users:,} users"
+        sis_records = sum(counts.get(e, 0) for e in ROSTERING)
+        out.append(
+            Measurement(
+                "roster",
+                f"initial load: provisioning commands ({label}, {sis_records:,} sis records)",
+                "commands/s",
+                commands,
+                [Run(commands, load_s)],
+                note=f"{load_s:.0f} s",
+            )
+        )
+        out.append(
+            Measurement(
+                "roster",
+                f"initial load: agent records, sis and internal ({label})",
+                "records/s",
+                records,
+                [Run(records, load_s)],
+            )
+        )
+        out.append(
+            Measurement(
+                "roster",
+                f"consume + decode the sis topics ({label})",
+                "records/s",
+                decoded,
+                [Run(decoded, dec_s)],
+            )
+        )
+        if lat:
+            q = statistics.quantiles(lat, n=100)
+            p50, p99 = statistics.median(lat), q[98]
+            note = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(lat)} changes at {rate:.0f}/s"
+            out.append(
+                Measurement(
+                    "roster",
+                    f"change latency: sis.users record -> update_user ({label})",
+                    "changes/s",
+                    len(lat),
+                    [Run(len(lat), span)],
+                    note=note,
+                )
+            )
+    return out
