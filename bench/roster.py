@@ -35,16 +35,11 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.measure import Measurement, Run
-from bench.sis_snapshot import SECRET, _delete, _serve
-from connectors.oneroster.auth import ClientCredentials
+from bench.sis_snapshot import _delete, _serve, rest_source
 from connectors.oneroster.models import ENTITIES
-from connectors.sources.base import SourceState, TopicWriter
-from connectors.sources.holds import HoldBook, MassChangeGuard
-from connectors.sources.oneroster_rest.client import OneRosterClient
-from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
 from sislms.wiring import Kernel
 from streams.catalog import load_catalog
-from streams.compacted import read_live_keys, read_to_end
+from streams.compacted import read_to_end
 from streams.kafka import client_config
 from streams.serde import Serdes, decode_key
 from streams.topology import apply
@@ -219,22 +214,7 @@ def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float
             worker = None
             try:
                 serdes = Serdes(kernel.registry, catalog, validate=False)
-                config = RestSourceConfig(name="bench", page_size=1000, entities=ROSTERING)
-                writer = TopicWriter(
-                    kernel.producer(), serdes, catalog, source=config.source, stage=f"bench_{tag}"
-                )
-                auth = ClientCredentials(f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly"])
-                source = RestSource(
-                    config,
-                    client=OneRosterClient(url, auth),
-                    writer=writer,
-                    catalog=catalog,
-                    state=SourceState(work / "state.json"),
-                    holds=HoldBook(work / "holds"),
-                    guard=MassChangeGuard(),
-                    live_keys=lambda topic: read_live_keys(conf, topic),
-                    topics=sis,
-                )
+                source = rest_source(kernel, url, catalog, sis, work, f"bench_{tag}", entities=ROSTERING)
                 t = time.perf_counter()
                 report = source.sync_once()
                 log.info(

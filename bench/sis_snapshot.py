@@ -18,6 +18,7 @@ are a floor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -149,6 +150,33 @@ def _serve(users: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str, dic
     raise SystemExit("the simulator did not start within 15 minutes")
 
 
+def rest_source(
+    kernel: Kernel,
+    url: str,
+    catalog: Any,
+    names: dict[str, str],
+    workdir: Path,
+    stage: str,
+    page_size: int = 1000,
+    entities: tuple[str, ...] | None = None,
+) -> RestSource:
+    """A OneRoster REST source from the simulator at ``url`` into the bench topics ``names``."""
+    serdes = Serdes(kernel.registry, catalog, validate=False)
+    config = RestSourceConfig(name="bench", page_size=page_size)
+    if entities is not None:
+        config = dataclasses.replace(config, entities=entities)
+    writer = TopicWriter(kernel.producer(), serdes, catalog, source=config.source, stage=stage)
+    auth = ClientCredentials(
+        f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
+    )
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    return RestSource(
+        config, client=OneRosterClient(url, auth), writer=writer, catalog=catalog,
+        state=SourceState(workdir / "state.json"), holds=HoldBook(workdir / "holds"), guard=MassChangeGuard(),
+        live_keys=lambda topic: read_live_keys(conf, topic), topics=names,
+    )  # fmt: skip
+
+
 def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) -> list[Measurement]:
     """One snapshot per district size (a few minutes at 250,000 users)."""
     out: list[Measurement] = []
@@ -163,21 +191,7 @@ def run_sis_snapshot(kernel: Kernel, sizes: list[int], page_size: int = 1000) ->
             catalog, names = _topics(kernel, tag, Path(tmp))
             try:
                 read_n, read_s = _read_only(url, page_size)
-                serdes = Serdes(kernel.registry, catalog, validate=False)
-                config = RestSourceConfig(name="bench", page_size=page_size)
-                writer = TopicWriter(
-                    kernel.producer(), serdes, catalog, source=config.source, stage=f"bench_{tag}"
-                )
-                auth = ClientCredentials(
-                    f"{url}/oauth/token", "sislms", SECRET, ["roster.readonly", "gradebook.readonly"]
-                )
-                conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
-                source = RestSource(
-                    config, client=OneRosterClient(url, auth), writer=writer, catalog=catalog,
-                    state=SourceState(Path(tmp) / "state.json"), holds=HoldBook(Path(tmp) / "holds"),
-                    guard=MassChangeGuard(), live_keys=lambda topic, conf=conf: read_live_keys(conf, topic),
-                    topics=names,
-                )  # fmt: skip
+                source = rest_source(kernel, url, catalog, names, Path(tmp), f"bench_{tag}", page_size)
                 started = time.perf_counter()
                 report = source.sync_once()
                 snap_s = time.perf_counter() - started

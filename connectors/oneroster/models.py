@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from streams.errors import SkippableError
+from streams.roles.rules import ENROLLMENT_ROLES, ORG_TYPES, USER_ROLES
 
 __all__ = [
     "ENTITIES",
@@ -89,35 +90,18 @@ def entity(name: str) -> Entity:
         raise KeyError(f"unknown OneRoster collection {name!r}; known: {known}") from None
 
 
-#: OneRoster's role vocabulary (users.roles[].role; enrollments use a subset). ``ext:`` values
-#: are the spec's extension mechanism and always allowed.
-USER_ROLES = frozenset(
-    {
-        "aide",
-        "counselor",
-        "districtAdministrator",
-        "guardian",
-        "parent",
-        "principal",
-        "proctor",
-        "relative",
-        "siteAdministrator",
-        "student",
-        "systemAdministrator",
-        "teacher",
-    }
-)
+#: OneRoster's role vocabulary (users.roles[].role) lives with the role rules, in the kernel.
 _STATUS = frozenset({"active", "tobedeleted"})
 
 #: (collection, dotted field path) -> allowed values. ``ext:`` values pass where the spec's
 #: vocabulary is extensible (roles, org types, session types, class types).
 ENUMERATIONS: dict[tuple[str, str], frozenset[str]] = {
-    ("orgs", "type"): frozenset({"department", "school", "district", "local", "state", "national"}),
+    ("orgs", "type"): ORG_TYPES,
     ("academicSessions", "type"): frozenset({"gradingPeriod", "semester", "schoolYear", "term"}),
     ("classes", "classType"): frozenset({"homeroom", "scheduled"}),
     ("users", "roles.roleType"): frozenset({"primary", "secondary"}),
     ("users", "roles.role"): USER_ROLES,
-    ("enrollments", "role"): USER_ROLES | {"administrator"},
+    ("enrollments", "role"): ENROLLMENT_ROLES,
     ("demographics", "sex"): frozenset({"male", "female", "other", "unspecified"}),
     ("results", "scoreStatus"): frozenset(
         {"exempt", "fully graded", "not submitted", "partially graded", "submitted"}
