@@ -58,7 +58,7 @@ def settle(rig: RosterRig, want: dict, workers: list[Worker], timeout: float = 1
 def test_a_district_becomes_exactly_the_commands_its_ground_truth_and_rules_call_for(
     rig: RosterRig, kernel: Kernel, tmp_path: Path
 ) -> None:
-    sim = start_simulator(kernel.settings, kernel, users=600, seed=31)
+    sim = start_simulator(kernel.settings, kernel, users=400, seed=31)
     workers: list[Worker] = []
     try:
         source = rest_source(rig.sis, sim, tmp_path / "source")
@@ -166,7 +166,7 @@ def test_an_update_that_changes_nothing_the_lms_cares_about_emits_nothing(
 def test_a_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(
     rig: RosterRig, kernel: Kernel, tmp_path: Path
 ) -> None:
-    sim = start_simulator(kernel.settings, kernel, users=1500, seed=33)
+    sim = start_simulator(kernel.settings, kernel, users=800, seed=33)
     workers: list[Worker] = []
     try:
         rest_source(rig.sis, sim, tmp_path / "source").sync_once()
@@ -197,7 +197,7 @@ def test_two_workers_produce_what_one_does(rig: RosterRig, kernel: Kernel, tmp_p
     The group is formed before the district arrives: records produced while a fresh group is
     still rebalancing can be skipped by faust-streaming/aiokafka (README, "Known problems").
     """
-    sim = start_simulator(kernel.settings, kernel, users=900, seed=34)
+    sim = start_simulator(kernel.settings, kernel, users=500, seed=34)
     workers = [Worker(rig, "w1")]
     try:
         wait_for(lambda: ready(workers[0]), timeout=120)
