@@ -4,7 +4,6 @@ and ``roles explain``."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -25,7 +24,6 @@ from streams.settings import Settings
 
 __all__ = ["build_roster", "explain", "load_rules", "topic_map"]
 
-log = logging.getLogger(__name__)
 
 
 def load_rules(settings: Settings, path: Path | None = None) -> RuleSet:
@@ -83,45 +81,7 @@ def build_roster(
         replication=_replication(kernel),
         as_of=settings.roster_as_of,
     )
-    seed_offsets(settings, kernel, roster)
     return roster
-
-
-def seed_offsets(settings: Settings, kernel: Kernel, roster: Roster) -> int:
-    """Commit the start of every input partition that has no committed offset, while the group is
-    empty (no worker runs): a worker that is given such a partition then starts at its beginning.
-
-    aiokafka does not seek a partition with no committed offset (nor one at 0), so a partition that
-    moved between workers before anyone committed for it was read from wherever the fetcher stood,
-    and its first records were skipped: two workers starting together lost enrollments that way
-    (``test_two_workers_produce_what_one_does``). With every partition committed, and the roster
-    seeking partitions committed at 0 itself (``Roster._start_at_committed``), none is skipped.
-    """
-    from confluent_kafka import Consumer, TopicPartition
-
-    group = roster.app.conf.id
-    conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
-    state = kernel.admin.describe_consumer_groups([group])[group].result(timeout=30)
-    if state.members:
-        return 0  # the group runs: its members own the offsets
-    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
-    try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in roster.inputs
-            for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ]
-        seeds = []
-        for tp in consumer.committed(parts, timeout=30):
-            if tp.offset < 0:
-                low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
-                seeds.append(TopicPartition(tp.topic, tp.partition, low))
-        if seeds:
-            consumer.commit(offsets=seeds, asynchronous=False)
-            log.info("seeded %d partitions with no committed offset at their beginning", len(seeds))
-        return len(seeds)
-    finally:
-        consumer.close()
 
 
 def run_worker(roster: Roster, loglevel: str = "info") -> None:
