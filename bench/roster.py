@@ -39,8 +39,9 @@ from bench.sis_snapshot import _delete, _serve, rest_source
 from connectors.oneroster.models import ENTITIES
 from sislms.wiring import Kernel
 from streams.catalog import load_catalog
-from streams.compacted import read_to_end
+from streams.compacted import group_caught_up, read_to_end
 from streams.kafka import client_config
+from streams.roster.app import RosterTopics
 from streams.serde import Serdes, decode_key
 from streams.topology import apply
 
@@ -104,26 +105,6 @@ def _topics(kernel: Kernel, tag: str, workdir: Path) -> tuple[Any, dict[str, str
     map_file = workdir / "topic-map.json"
     map_file.write_text(json.dumps(renamed))
     return catalog, sis, renamed, map_file
-
-
-def _committed_all(conf: dict[str, Any], group: str, topics: list[str]) -> tuple[bool, int]:
-    """Whether ``group`` committed every record of ``topics``, and how many records they hold."""
-    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
-    try:
-        parts = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in consumer.list_topics(t, timeout=10).topics[t].partitions
-        ]
-        done, total = True, 0
-        for tp in consumer.committed(parts, timeout=10):
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            total += high - low
-            if high > 0 and tp.offset < high:
-                done = False
-        return done, total
-    finally:
-        consumer.close()
 
 
 def _count(conf: dict[str, Any], topic: str) -> int:
@@ -266,11 +247,9 @@ def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float
                         raise SystemExit(f"the worker exited: see {work / 'worker.log'}")
                     time.sleep(0.5)
                 t = time.perf_counter()
-                topics = [
-                    renamed[x] for x in (*[e.topic for e in ENTITIES if e.name in ROSTERING], *INTERNAL)
-                ]
+                topics = list(RosterTopics.renamed(renamed).inputs())
                 while True:
-                    done, records = _committed_all(conf, group, topics)
+                    done, records = group_caught_up(conf, group, topics)
                     if done:
                         break
                     time.sleep(2)

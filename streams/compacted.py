@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from streams.errors import ServiceUnavailable
 
-__all__ = ["read_live_keys", "read_to_end"]
+__all__ = ["group_caught_up", "read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +92,24 @@ def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0
         else:
             live.add(text)
     return live
+
+
+def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tuple[bool, int]:
+    """Whether consumer group ``group`` has committed every record now on ``topics``, and how many
+    records those topics hold (reads committed offsets and watermarks; joins no group)."""
+    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        done, total = True, 0
+        for tp in consumer.committed(parts, timeout=10):
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            total += high - low
+            if high > 0 and tp.offset < high:
+                done = False
+        return done, total
+    finally:
+        consumer.close()

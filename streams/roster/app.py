@@ -86,6 +86,11 @@ class RosterTopics:
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in fields(self)]
 
+    def inputs(self) -> tuple[str, ...]:
+        """Every topic the agents read (the SIS topics and the internal re-keyed ones)."""
+        return (self.orgs, self.sessions, self.courses, self.classes, self.users, self.enrollments,
+                self.by_user, self.by_class, self.class_facts)  # fmt: skip
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -169,8 +174,6 @@ class Roster:
         self.metrics = _Metrics()
         self.partitions = self._partitions(catalog, t)
         self._client_conf = dict(client_conf or {"bootstrap.servers": bootstrap})
-        self.inputs: tuple[str, ...] = (t.orgs, t.sessions, t.courses, t.classes, t.users, t.enrollments)
-        self.inputs += (t.by_user, t.by_class, t.class_facts)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
             app_id,
@@ -288,7 +291,7 @@ class Roster:
         """Seek the input partitions of ``assigned`` with nothing committed (or 0) to their start."""
         from confluent_kafka import Consumer, TopicPartition
 
-        inputs = set(self.inputs)
+        inputs = set(self.topics.inputs())
         tps = [tp for tp in assigned if tp.topic in inputs]
         if not tps:
             return

@@ -21,6 +21,8 @@ from connectors.oneroster.models import ENTITIES, to_record
 from simulators.sis.server import SisSimulator
 from sislms.wiring import Kernel
 from streams.catalog import Catalog
+from streams.compacted import group_caught_up
+from streams.kafka import client_config
 from streams.roles.engine import RuleSet
 from streams.roster.app import RosterTopics
 from streams.roster.desired import target_id
@@ -214,35 +216,5 @@ def diff_summary(want: dict[tuple[str, str], Any], got: dict[tuple[str, str], An
 
 def caught_up(rig: RosterRig) -> bool:
     """Whether the workers' group has committed every record of every topic the agents read."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from streams.kafka import client_config
-
-    t = rig.topics
-    inputs = [
-        t.orgs,
-        t.sessions,
-        t.courses,
-        t.classes,
-        t.users,
-        t.enrollments,
-        t.by_user,
-        t.by_class,
-        t.class_facts,
-    ]
     conf = client_config(rig.sis.kernel.settings, rig.sis.kernel.endpoints.kafka_bootstrap)
-    consumer = Consumer({**conf, "group.id": rig.app_id, "enable.auto.commit": False})
-    try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in inputs
-            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ]
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
-        for tp in parts:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > 0 and committed[(tp.topic, tp.partition)] < high:
-                return False
-        return True
-    finally:
-        consumer.close()
+    return group_caught_up(conf, rig.app_id, list(rig.topics.inputs()))[0]
