@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="district sizes of the roster runs, comma separated (default 25000,250000; 2000 with --quick)",
     )
     p.add_argument(
+        "--roster-workers",
+        type=int,
+        default=1,
+        help="roster worker processes sharing the partitions (default 1)",
+    )
+    p.add_argument(
         "--sis-users",
         default="25000,250000",
         help="district sizes (students + staff) of the SIS snapshot runs, comma separated "
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.roster import run_roster
 
         sizes = [2000] if args.quick and args.roster_users == "25000,250000" else args.roster_users.split(",")
-        measurements += run_roster(kernel, [int(s) for s in sizes])
+        measurements += run_roster(kernel, [int(s) for s in sizes], workers=args.roster_workers)
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

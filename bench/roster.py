@@ -2,7 +2,8 @@
 
 For each district size: serve the district with the SIS simulator, snapshot its rostering
 collections into fresh ``bench.*`` copies of the ``sis.*`` topics (as ``bench.sis_snapshot``
-does), then start one roster worker (``sislms worker``, a process of its own) on them and time:
+does), then start one roster worker (``sislms worker``, a process of its own; ``--roster-workers`` for
+more) on them and time:
 
 * **initial load**: from the worker being ready until its group has committed every input record
   (``sis.*`` and the internal re-keyed topics): provisioning commands per second, agent records
@@ -183,7 +184,26 @@ def _latency(
     return [float(got[k] - sent[k]) for k in got], span
 
 
-def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float = 50.0) -> list[Measurement]:
+def _check_alive(procs: list[subprocess.Popen[bytes]], work: Path) -> None:
+    for i, w in enumerate(procs):
+        if w.poll() is not None:
+            raise SystemExit(f"worker {i} exited with {w.returncode}: see {work / f'worker-{i}.log'}")
+
+
+def _processed(ports: list[int]) -> int:
+    """Input records the workers have processed so far (their /metrics), for progress lines."""
+    total = 0
+    for port in ports:
+        with contextlib.suppress(httpx.HTTPError):
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+                if line.startswith("sislms_roster_records_total{"):
+                    total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def run_roster(
+    kernel: Kernel, sizes: list[int], changes: int = 500, rate: float = 50.0, workers: int = 1
+) -> list[Measurement]:
     out: list[Measurement] = []
     conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
     for users in sizes:
@@ -192,7 +212,7 @@ def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float
             proc, url, counts = _serve(users, work)
             tag = uuid.uuid4().hex[:8]
             catalog, sis, renamed, map_file = _topics(kernel, tag, work)
-            worker = None
+            procs: list[subprocess.Popen[bytes]] = []
             try:
                 serdes = Serdes(kernel.registry, catalog, validate=False)
                 source = rest_source(kernel, url, catalog, sis, work, f"bench_{tag}", entities=ROSTERING)
@@ -221,37 +241,43 @@ def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float
                     "SISLMS_ROSTER_AS_OF": AS_OF,
                     "SISLMS_LOG_LEVEL": "WARNING",
                 }
-                log_file = (work / "worker.log").open("wb")
-                worker = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "sislms.cli",
-                        "worker",
-                        "--port",
-                        str(port),
-                        "--topic-map",
-                        str(map_file),
-                    ],
-                    env=env,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
+                ports = [port + i for i in range(workers)]
+                for i, p in enumerate(ports):
+                    log_file = (work / f"worker-{i}.log").open("wb")
+                    procs.append(
+                        subprocess.Popen(
+                            [
+                                *(sys.executable, "-m", "sislms.cli", "worker", "--name", f"w{i}"),
+                                *("--port", str(p), "--topic-map", str(map_file)),
+                            ],
+                            env=env,
+                            stdout=log_file,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
                 while True:
                     with contextlib.suppress(httpx.HTTPError):
-                        if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()[
+                        if httpx.get(f"http://127.0.0.1:{ports[0]}/healthz", timeout=2).json()[
                             "assigned_partitions"
                         ]:
                             break
-                    if worker.poll() is not None:
-                        raise SystemExit(f"the worker exited: see {work / 'worker.log'}")
+                    _check_alive(procs, work)
                     time.sleep(0.5)
                 t = time.perf_counter()
                 topics = list(RosterTopics.renamed(renamed).inputs())
+                shown = t
                 while True:
                     done, records = group_caught_up(conf, group, topics)
                     if done:
                         break
+                    _check_alive(procs, work)
+                    if time.perf_counter() - shown >= 60:
+                        shown = time.perf_counter()
+                        seen = _processed(ports)
+                        log.info(
+                            "initial load: %d of %d agent records so far (%.0f/s), %.0f s",
+                            seen, records, seen / (shown - t), shown - t,
+                        )  # fmt: skip
                     time.sleep(2)
                 load_s = time.perf_counter() - t
                 commands = _count(conf, renamed["lms.provisioning.v1"])
@@ -260,16 +286,17 @@ def run_roster(kernel: Kernel, sizes: list[int], changes: int = 500, rate: float
                 )
                 lat, span = _latency(kernel, catalog, sis, renamed, changes, rate)
             finally:
-                if worker is not None:
-                    worker.terminate()
+                for w in procs:
+                    w.terminate()
+                for w in procs:
                     with contextlib.suppress(Exception):
-                        worker.wait(60)
+                        w.wait(60)
                 proc.terminate()
                 proc.wait(timeout=30)
                 _delete(
                     kernel, [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"]
                 )
-        label = f"{users:,} users"
+        label = f"{users:,} users" + (f", {workers} workers" if workers > 1 else "")
         sis_records = sum(counts.get(e, 0) for e in ROSTERING)
         out.append(
             Measurement(

@@ -12,9 +12,10 @@ from typing import Any
 
 from sislms.wiring import Kernel
 from streams.compacted import read_to_end
+from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ConfigError
-from streams.kafka import client_config
+from streams.kafka import client_config, producer_config
 from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
 from streams.roster.app import Roster, RosterTopics
@@ -23,7 +24,6 @@ from streams.serde import Serdes, decode_key
 from streams.settings import Settings
 
 __all__ = ["build_roster", "explain", "load_rules", "topic_map"]
-
 
 
 def load_rules(settings: Settings, path: Path | None = None) -> RuleSet:
@@ -80,6 +80,9 @@ def build_roster(
         web_port=web_port if web_port is not None else settings.roster_web_port,
         replication=_replication(kernel),
         as_of=settings.roster_as_of,
+        producer=ConfirmedProducer(producer_config(settings, kernel.endpoints.kafka_bootstrap)),
+        batch_size=settings.roster_batch_size,
+        batch_within=settings.roster_batch_within,
     )
     return roster
 

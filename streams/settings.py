@@ -154,6 +154,18 @@ class Settings(BaseSettings):
     roster_web_port: int = Field(
         18095, description="Port of a roster worker's `/healthz` and `/metrics` (127.0.0.1); one per worker."
     )
+    roster_batch_size: int = Field(
+        500,
+        ge=1,
+        description="Most records a roster agent takes at once: their outputs are confirmed by the "
+        "broker together, then their states written and their offsets acked.",
+    )
+    roster_batch_within: float = Field(
+        0.05,
+        gt=0,
+        description="Seconds a roster agent waits for a batch to fill before processing what it "
+        "has (adds at most this much latency).",
+    )
     roster_as_of: date | None = Field(
         None,
         description="The date roles and enrollments are judged at (beginDate/endDate). Unset: today "
