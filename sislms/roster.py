@@ -83,6 +83,7 @@ def build_roster(
         producer=ConfirmedProducer(producer_config(settings, kernel.endpoints.kafka_bootstrap)),
         batch_size=settings.roster_batch_size,
         batch_within=settings.roster_batch_within,
+        standby_replicas=settings.roster_standby_replicas,
     )
     return roster
 

@@ -153,6 +153,13 @@ class _Metrics:
             buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.lag = Histogram(
+            "sislms_roster_input_lag_seconds",
+            "From a record's broker timestamp to an agent taking it (how far behind an agent is).",
+            ["agent"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
         self.last_record = Gauge(
             "sislms_roster_last_record_timestamp_seconds",
             "When an agent last finished a record.",
@@ -191,6 +198,7 @@ class Roster:
         producer: ConfirmedProducer | None = None,
         batch_size: int = 500,
         batch_within: float = 0.05,
+        standby_replicas: int = 0,
     ) -> None:
         self.topics = t = topics or RosterTopics()
         self.rules = rules
@@ -222,6 +230,7 @@ class Roster:
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=1.0,
             stream_wait_empty=True,
+            table_standby_replicas=standby_replicas,
             table_key_serializer="json",
             table_value_serializer="json",
         )
@@ -389,6 +398,10 @@ class Roster:
         partitions alone: their new owner processes those records again from the last commit
         (same commands, same ids)."""
         self.metrics.records.labels(agent).inc(len(batch))
+        taken, lag = time.time(), self.metrics.lag.labels(agent)
+        for ev in batch:
+            if ev.message.timestamp:
+                lag.observe(max(0.0, taken - ev.message.timestamp))
         groups: dict[str, list[Any]] = {}
         for ev in batch:
             if ev.value is DEAD_LETTERED or ev.key is None:
