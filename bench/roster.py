@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,10 @@ from sislms.wiring import Kernel
 from streams.catalog import load_catalog
 from streams.compacted import group_caught_up, read_to_end
 from streams.kafka import client_config
+from streams.roles.engine import RuleSet
 from streams.roster.app import RosterTopics
+from streams.roster.desired import target_id
+from streams.roster.plan import plan_district
 from streams.serde import Serdes, decode_key
 from streams.topology import apply
 
@@ -184,6 +187,58 @@ def _latency(
     return [float(got[k] - sent[k]) for k in got], span
 
 
+def _latest(conf: dict[str, Any], serdes: Serdes, topic: str) -> dict[str, Any]:
+    """A compacted topic's live records: key -> decoded value (the last one; tombstones remove)."""
+    out: dict[str, Any] = {}
+    for m in read_to_end(conf, topic, timeout_s=3600):
+        key = decode_key(m.key())
+        if key is None:
+            continue
+        value = serdes[topic].decode(m.value())
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def _end_state_check(
+    conf: dict[str, Any], serdes: Serdes, sis: dict[str, str], provisioning: str, rules: Path
+) -> str:
+    """The provisioning topic folded to its end state, compared with the state computed at once
+    from the same ``sis.*`` records without Kafka or agents (``streams.roster.plan``)."""
+    g = {name: _latest(conf, serdes, topic) for name, topic in sis.items()}
+    plan = plan_district(
+        orgs=g["orgs"], sessions=g["academicSessions"], courses=g["courses"], classes=g["classes"],
+        users=g["users"], enrollments=g["enrollments"], rules=RuleSet.load(rules),
+        today=date.fromisoformat(AS_OF),
+    )  # fmt: skip
+    want = {(t.kind, target_id(k)): dict(t.attrs) for k, t in plan.items()}
+    last: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    ids: set[str] = set()
+    records = 0
+    for m in read_to_end(conf, provisioning, timeout_s=3600):
+        v = serdes[provisioning].decode(m.value())
+        if v is None:
+            continue
+        records += 1
+        ids.add(v["commandId"])
+        target = (v["targetType"], v["targetSisId"])
+        if target not in last or v["sequence"] > last[target][0]:
+            last[target] = (v["sequence"], v["attributes"])
+    got = {t: a for t, (_, a) in last.items() if a.get("status") == "active"}
+    missing = sum(1 for k in want if k not in got)
+    extra = sum(1 for k in got if k not in want)
+    different = sum(1 for k in want if k in got and want[k] != got[k])
+    verdict = "equal" if missing == extra == different == 0 else "NOT EQUAL"
+    for k in [k for k in want if k not in got][:5]:
+        log.warning("end state: missing %s %s", *k)  # ids only
+    return (
+        f"end state {verdict} to the plan ({len(want):,} targets): missing {missing}, extra {extra}, "
+        f"different {different}; repeated commands {records - len(ids)}"
+    )
+
+
 def _check_alive(procs: list[subprocess.Popen[bytes]], work: Path) -> None:
     for i, w in enumerate(procs):
         if w.poll() is not None:
@@ -284,6 +339,10 @@ def run_roster(
                 log.info(
                     "initial load: %d commands from %d agent records in %.0f s", commands, records, load_s
                 )
+                check = _end_state_check(
+                    conf, serdes, sis, renamed["lms.provisioning.v1"], kernel.settings.roles_file
+                )
+                log.info("initial load: %s", check)
                 lat, span = _latency(kernel, catalog, sis, renamed, changes, rate)
             finally:
                 for w in procs:
@@ -305,7 +364,7 @@ def run_roster(
                 "commands/s",
                 commands,
                 [Run(commands, load_s)],
-                note=f"{load_s:.0f} s",
+                note=f"{load_s:.0f} s; {check}",
             )
         )
         out.append(

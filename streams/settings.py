@@ -167,11 +167,12 @@ class Settings(BaseSettings):
         "has (adds at most this much latency).",
     )
     roster_standby_replicas: int = Field(
-        0,
+        1,
         ge=0,
         description="Standby copies of each roster table another worker keeps warm (Faust "
-        "`table_standby_replicas`). 0 by default: with standbys, a change took 1-2 s instead "
-        "of tens of ms to get through two workers (bench); a takeover restores from the changelog.",
+        "`table_standby_replicas`). With 0, runs of two workers lost a target at rebalances "
+        "(bench end-state check; under investigation); with 1, a change takes 1-2 s through two "
+        "workers instead of tens of ms.",
     )
     roster_as_of: date | None = Field(
         None,

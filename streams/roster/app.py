@@ -198,7 +198,7 @@ class Roster:
         producer: ConfirmedProducer | None = None,
         batch_size: int = 500,
         batch_within: float = 0.05,
-        standby_replicas: int = 0,
+        standby_replicas: int = 1,
     ) -> None:
         self.topics = t = topics or RosterTopics()
         self.rules = rules
