@@ -44,8 +44,7 @@ from streams.compacted import group_caught_up, read_to_end
 from streams.kafka import client_config
 from streams.roles.engine import RuleSet
 from streams.roster.app import RosterTopics
-from streams.roster.desired import target_id
-from streams.roster.plan import plan_district
+from streams.roster.plan import fold_commands, plan_district, planned_state
 from streams.serde import Serdes, decode_key
 from streams.topology import apply
 
@@ -213,29 +212,17 @@ def _end_state_check(
         users=g["users"], enrollments=g["enrollments"], rules=RuleSet.load(rules),
         today=date.fromisoformat(AS_OF),
     )  # fmt: skip
-    want = {(t.kind, target_id(k)): dict(t.attrs) for k, t in plan.items()}
-    last: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-    ids: set[str] = set()
-    records = 0
-    for m in read_to_end(conf, provisioning, timeout_s=3600):
-        v = serdes[provisioning].decode(m.value())
-        if v is None:
-            continue
-        records += 1
-        ids.add(v["commandId"])
-        target = (v["targetType"], v["targetSisId"])
-        if target not in last or v["sequence"] > last[target][0]:
-            last[target] = (v["sequence"], v["attributes"])
-    got = {t: a for t, (_, a) in last.items() if a.get("status") == "active"}
-    missing = sum(1 for k in want if k not in got)
-    extra = sum(1 for k in got if k not in want)
-    different = sum(1 for k in want if k in got and want[k] != got[k])
+    want = planned_state(plan)
+    values = (serdes[provisioning].decode(m.value()) for m in read_to_end(conf, provisioning, timeout_s=3600))
+    folded = fold_commands(v for v in values if v is not None)
+    missing_, extra_, different_ = folded.compare(want)
+    missing, extra, different = len(missing_), len(extra_), len(different_)
     verdict = "equal" if missing == extra == different == 0 else "NOT EQUAL"
-    for k in [k for k in want if k not in got][:5]:
+    for k in missing_[:5]:
         log.warning("end state: missing %s %s", *k)  # ids only
     return (
         f"end state {verdict} to the plan ({len(want):,} targets): missing {missing}, extra {extra}, "
-        f"different {different}; repeated commands {records - len(ids)}"
+        f"different {different}; repeated commands {folded.duplicates}"
     )
 
 

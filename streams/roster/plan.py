@@ -8,7 +8,8 @@ Avro, or OneRoster JSON converted by ``connectors.oneroster.models.to_record``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -21,9 +22,10 @@ from streams.roster.desired import (
     org_targets,
     person_targets,
     session_targets,
+    target_id,
 )
 
-__all__ = ["plan_district"]
+__all__ = ["Folded", "fold_commands", "plan_district", "planned_state"]
 
 Records = Mapping[str, Mapping[str, Any]]
 
@@ -64,3 +66,49 @@ def plan_district(
         found, _ = person_targets(user, mine, needed, org_facts, course_facts, rules, today, uid)
         targets.update(found)
     return {k: t for k, t in targets.items() if t.attrs.get("status") == "active"}
+
+
+def planned_state(targets: Mapping[str, Target]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``plan_district``'s targets as (targetType, targetSisId) -> attributes, as commands name them."""
+    return {(t.kind, target_id(k)): dict(t.attrs) for k, t in targets.items()}
+
+
+@dataclass
+class Folded:
+    """Provisioning commands added up: the state they leave, and their ids."""
+
+    records: int
+    state: dict[tuple[str, str], dict[str, Any]]  # live targets: (targetType, targetSisId) -> attributes
+    ids: dict[tuple[str, str], set[str]]
+    actions: dict[tuple[str, str], list[str]]  # per target, in order, once per commandId
+
+    @property
+    def duplicates(self) -> int:
+        """Records that repeat a command already seen (same commandId)."""
+        return self.records - sum(len(v) for v in self.ids.values())
+
+    def compare(self, want: Mapping[tuple[str, str], Any]) -> tuple[list[Any], list[Any], list[Any]]:
+        """(missing, extra, different) targets against ``want``."""
+        got = self.state
+        missing = [k for k in want if k not in got]
+        extra = [k for k in got if k not in want]
+        different = [k for k in want if k in got and want[k] != got[k]]
+        return missing, extra, different
+
+
+def fold_commands(values: Iterable[Mapping[str, Any]]) -> Folded:
+    """Fold decoded ``lms.provisioning.v1`` values: the highest sequence of a target wins."""
+    last: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    actions: dict[tuple[str, str], list[str]] = defaultdict(list)
+    records = 0
+    for value in values:
+        records += 1
+        target = (value["targetType"], value["targetSisId"])
+        if value["commandId"] not in ids[target]:
+            actions[target].append(value["action"])
+        ids[target].add(value["commandId"])
+        if target not in last or value["sequence"] > last[target][0]:
+            last[target] = (value["sequence"], value["attributes"])
+    state = {t: a for t, (_, a) in last.items() if a.get("status") == "active"}
+    return Folded(records, state, dict(ids), dict(actions))

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -25,8 +24,7 @@ from streams.compacted import group_caught_up
 from streams.kafka import client_config
 from streams.roles.engine import RuleSet
 from streams.roster.app import RosterTopics
-from streams.roster.desired import target_id
-from streams.roster.plan import plan_district
+from streams.roster.plan import Folded, fold_commands, plan_district, planned_state
 from streams.topology import apply
 from tests.integration.sis_support import SisTopics, read_topic
 
@@ -169,39 +167,17 @@ def expected_state(
         orgs=g["orgs"], sessions=g["academicSessions"], courses=g["courses"], classes=g["classes"],
         users=g["users"], enrollments=g["enrollments"], rules=rules, today=AS_OF,
     )  # fmt: skip
-    return {(t.kind, target_id(k)): dict(t.attrs) for k, t in targets.items()}
+    return planned_state(targets)
 
 
-@dataclass
-class Commands:
-    """The provisioning topic, folded: the state the commands add up to, and their ids."""
-
-    records: int
-    state: dict[tuple[str, str], dict[str, Any]]
-    ids: dict[tuple[str, str], set[str]]
-    actions: dict[tuple[str, str], list[str]]
-
-    @property
-    def duplicates(self) -> int:
-        """Records that repeat a command already on the topic (same commandId)."""
-        return self.records - sum(len(v) for v in self.ids.values())
+Commands = Folded
 
 
 def commands(rig: RosterRig) -> Commands:
     records = read_topic(rig.sis, rig.names["lms.provisioning.v1"])
-    last: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
-    actions: dict[tuple[str, str], list[str]] = defaultdict(list)
     for key, value, _ in records:
         assert value is not None and key == value["targetSisId"]
-        target = (value["targetType"], value["targetSisId"])
-        if value["commandId"] not in ids[target]:
-            actions[target].append(value["action"])
-        ids[target].add(value["commandId"])
-        if target not in last or value["sequence"] > last[target][0]:
-            last[target] = (value["sequence"], value["attributes"])
-    state = {t: a for t, (_, a) in last.items() if a.get("status") == "active"}
-    return Commands(len(records), state, dict(ids), dict(actions))
+    return fold_commands(value for _, value, _ in records)
 
 
 def diff_summary(want: dict[tuple[str, str], Any], got: dict[tuple[str, str], Any], n: int = 5) -> str:
