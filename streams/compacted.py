@@ -13,13 +13,49 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.errors import ServiceUnavailable
 
 __all__ = ["group_caught_up", "read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
+
+
+#: Errors of a topic created a moment ago whose partitions have no leader yet: worth a retry.
+_NOT_READY = (
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+)
+#: How long a just-created topic may take to answer.
+_READY_S = 30.0
+
+
+def _topic_metadata(consumer: Consumer, topic: str) -> Any:
+    deadline = time.monotonic() + _READY_S
+    while True:
+        info = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if info is not None and info.error is None:
+            return info
+        code = info.error.code() if info is not None and info.error is not None else None
+        if code not in (*_NOT_READY, None) or time.monotonic() > deadline:
+            raise ServiceUnavailable(f"topic {topic} is not available: {info.error if info else 'missing'}")
+        time.sleep(0.2)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """A partition's low and high watermarks; a just-created topic's leader may need a moment."""
+    deadline = time.monotonic() + _READY_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not isinstance(err, KafkaError) or err.code() not in _NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_to_end(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -> Iterator[Message]:
@@ -41,14 +77,11 @@ def read_to_end(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0) -
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None:
-            raise ServiceUnavailable(f"topic {topic} is not available: {info.error if info else 'missing'}")
+        info = _topic_metadata(consumer, topic)
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for partition in info.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            low, high = _watermarks(consumer, TopicPartition(topic, partition))
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
@@ -106,7 +139,7 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
         ]
         done, total = True, 0
         for tp in consumer.committed(parts, timeout=10):
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            low, high = _watermarks(consumer, TopicPartition(tp.topic, tp.partition))
             total += high - low
             if high > 0 and tp.offset < high:
                 done = False
