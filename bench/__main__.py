@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="roster worker processes sharing the partitions (default 1)",
     )
     p.add_argument(
+        "--roster-keep",
+        metavar="DIR",
+        help="keep each roster run's worker logs and state in DIR and its topics on the broker (post-mortem)",
+    )
+    p.add_argument(
         "--sis-users",
         default="25000,250000",
         help="district sizes (students + staff) of the SIS snapshot runs, comma separated "
@@ -142,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.roster import run_roster
 
         sizes = [2000] if args.quick and args.roster_users == "25000,250000" else args.roster_users.split(",")
-        measurements += run_roster(kernel, [int(s) for s in sizes], workers=args.roster_workers)
+        measurements += run_roster(
+            kernel, [int(s) for s in sizes], workers=args.roster_workers, keep=args.roster_keep
+        )
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

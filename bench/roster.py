@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -226,6 +227,14 @@ def _end_state_check(
     )
 
 
+#: A load whose workers process nothing for this long, without the group at the end, stalled.
+STALL_S = 180
+
+
+class _Stalled(SystemExit):
+    """The load stopped short of the end (kept with --roster-keep for a post-mortem)."""
+
+
 def _check_alive(procs: list[subprocess.Popen[bytes]], work: Path) -> None:
     for i, w in enumerate(procs):
         if w.poll() is not None:
@@ -244,7 +253,12 @@ def _processed(ports: list[int]) -> int:
 
 
 def run_roster(
-    kernel: Kernel, sizes: list[int], changes: int = 500, rate: float = 50.0, workers: int = 1
+    kernel: Kernel,
+    sizes: list[int],
+    changes: int = 500,
+    rate: float = 50.0,
+    workers: int = 1,
+    keep: str | None = None,
 ) -> list[Measurement]:
     out: list[Measurement] = []
     conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
@@ -281,7 +295,7 @@ def run_roster(
                     "SISLMS_ROSTER_APP_ID": group,
                     "SISLMS_STATE_DIR": str(work / "state"),
                     "SISLMS_ROSTER_AS_OF": AS_OF,
-                    "SISLMS_LOG_LEVEL": "WARNING",
+                    "SISLMS_LOG_LEVEL": "INFO" if keep else "WARNING",
                 }
                 ports = [port + i for i in range(workers)]
                 for i, p in enumerate(ports):
@@ -308,6 +322,7 @@ def run_roster(
                 t = time.perf_counter()
                 topics = list(RosterTopics.renamed(renamed).inputs())
                 shown = t
+                last_seen, moved = -1, t
                 while True:
                     done, records = group_caught_up(conf, group, topics)
                     if done:
@@ -316,6 +331,13 @@ def run_roster(
                     if time.perf_counter() - shown >= 60:
                         shown = time.perf_counter()
                         seen = _processed(ports)
+                        if seen != last_seen:
+                            last_seen, moved = seen, shown
+                        elif shown - moved >= STALL_S:
+                            raise _Stalled(
+                                f"initial load stalled: no record processed for {shown - moved:.0f} s and "
+                                f"the group {group} has not committed to the end"
+                            )
                         log.info(
                             "initial load: %d of %d agent records so far (%.0f/s), %.0f s",
                             seen, records, seen / (shown - t), shown - t,
@@ -339,9 +361,15 @@ def run_roster(
                         w.wait(60)
                 proc.terminate()
                 proc.wait(timeout=30)
-                _delete(
-                    kernel, [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"]
-                )
+                if keep:
+                    kept = Path(keep) / tag
+                    shutil.copytree(work, kept, ignore=shutil.ignore_patterns("*.sqlite*"))
+                    log.info("kept the worker logs and state in %s and the topics (tag %s)", kept, tag)
+                else:
+                    _delete(
+                        kernel,
+                        [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"],
+                    )
         label = f"{users:,} users" + (f", {workers} workers" if workers > 1 else "")
         sis_records = sum(counts.get(e, 0) for e in ROSTERING)
         out.append(

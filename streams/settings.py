@@ -170,9 +170,8 @@ class Settings(BaseSettings):
         1,
         ge=0,
         description="Standby copies of each roster table another worker keeps warm (Faust "
-        "`table_standby_replicas`). With 0, runs of two workers lost a target at rebalances "
-        "(bench end-state check; under investigation); with 1, a change takes 1-2 s through two "
-        "workers instead of tens of ms.",
+        "`table_standby_replicas`): a worker taking over partitions need not restore their tables "
+        "first. With 1, a change takes 1-2 s through two workers instead of tens of ms.",
     )
     roster_as_of: date | None = Field(
         None,

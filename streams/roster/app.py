@@ -21,15 +21,17 @@ GlobalTable (faust-streaming issue #283).
 
 Exactly what changed, once: each agent keeps the targets it last emitted (:mod:`.commands`) and
 emits only differences. An agent takes a batch of records (``noack_take``), computes each one's
-commands in order, waits until the broker has every one of them, and only then writes its table
-and acks the batch; Faust commits acked offsets only (and after flushing the changelog). A crash
-can therefore re-send commands (same commandId: the sink deduplicates) but never lose one. Agent
-concurrency is 1 (faust-streaming issue #606). Partitions with nothing committed are sought to
-their beginning after every rebalance (:meth:`Roster._wrap_perform_seek`).
+commands in order, waits until the broker has every one of them, writes its table, and acks the
+batch once the broker has the table's changelog records too; Faust commits acked offsets only. A
+crash can therefore re-send commands (same commandId: the sink deduplicates) but never lose one.
+Agent concurrency is 1 (faust-streaming issue #606). Faust's consumer could commit past records
+no agent processed at a rebalance; :meth:`Roster._wrap_consumer`, :meth:`Roster._hold_flow` and
+:mod:`.holes` mend that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -54,6 +56,7 @@ from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
 from streams.roster.commands import Command, diff
 from streams.roster.desired import class_targets, course_targets, org_targets, person_targets, session_targets
+from streams.roster.holes import Hole, HoleGuard
 from streams.roster.reference import Reference
 from streams.serde import Serdes, encode_key
 
@@ -160,12 +163,46 @@ class _Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
             registry=self.registry,
         )
+        self.unprocessed_acks = Counter(
+            "sislms_roster_unprocessed_acks",
+            "Acks of records no agent processed (Faust skips a record when a rebalance stops the "
+            "flow, and acks it), refused so that the record is read again.",
+            registry=self.registry,
+        )
+        self.rereads = Counter(
+            "sislms_roster_rereads",
+            "Partitions read again from a record no agent had processed (dropped by Faust at a "
+            "rebalance) instead of committing past it.",
+            registry=self.registry,
+        )
         self.last_record = Gauge(
             "sislms_roster_last_record_timestamp_seconds",
             "When an agent last finished a record.",
             ["agent"],
             registry=self.registry,
         )
+
+
+class ConfirmedTable(faust.Table):
+    """A Faust table whose changelog records can be awaited until the broker has them.
+
+    Faust queues a table's changelog records in its producer buffer, and the flush it does before
+    committing offsets gives up after 0.1 s without progress (``ProducerBuffer.flush_atmost``):
+    offsets could be committed while the state behind them was still queued, and a worker that
+    took the partition over (or restarted) would start after records whose state it never got.
+    The agents ack a batch only once :meth:`unconfirmed` of its writes are on the broker.
+    """
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        self.__dict__.setdefault("_unconfirmed", []).append(fut)
+        return fut
+
+    def unconfirmed(self) -> list[Any]:
+        """The changelog sends since the last call (futures: the broker's answer)."""
+        pending: list[Any] = self.__dict__.get("_unconfirmed", [])
+        self.__dict__["_unconfirmed"] = []
+        return pending
 
 
 #: Outputs of a batch: (topic, key, value), sent in this order.
@@ -207,6 +244,13 @@ class Roster:
         self.batch_size = batch_size
         self.batch_within = batch_within
         self.metrics = _Metrics()
+        #: Input messages the agents have processed (the only ones acked: Roster._wrap_consumer)
+        self._processed: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Acks waiting for their batch's changelog (Roster._ack_when_written)
+        self._acking: set[asyncio.Future[None]] = set()
+        #: where each input partition's next commit must start (Roster._wrap_consumer)
+        self._holes = HoleGuard()
+
         self.partitions = self._partitions(catalog, t)
         self._client_conf = dict(client_conf or {"bootstrap.servers": bootstrap})
         self.serdes = serdes
@@ -233,6 +277,7 @@ class Roster:
             table_standby_replicas=standby_replicas,
             table_key_serializer="json",
             table_value_serializer="json",
+            Table=ConfirmedTable,
         )
 
         def schema(*names: str) -> AvroSchema:
@@ -284,7 +329,11 @@ class Roster:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _start_at_committed(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            self._wrap_perform_seek()
+            self._wrap_consumer()
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _hold_flow(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self._hold_flow()
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _close_producer(sender: Any, **kwargs: Any) -> None:
@@ -311,35 +360,109 @@ class Roster:
             )
         return counts.pop()
 
-    def _wrap_perform_seek(self) -> None:
-        """After Faust's own seek to the committed offsets (at the end of each recovery), seek
-        the partitions with nothing committed (or 0) to their beginning.
+    def _wrap_consumer(self) -> None:
+        """Three mends to Faust's consumer, done once (at the first assignment).
 
-        aiokafka's ``seek_to_committed`` does not seek those (``if offset and offset > 0``), so
-        they stayed where the fetcher stood, which could be past records fetched during the
-        rebalance and dropped by Faust. Two workers starting together as data arrived lost
-        enrollments that way (``test_two_workers_produce_what_one_does``). Done once per consumer.
+        *Seek.* After Faust's own seek to the committed offsets (at the end of each recovery),
+        seek the partitions with nothing committed (or 0) to their beginning. aiokafka's
+        ``seek_to_committed`` does not seek those (``if offset and offset > 0``), so they stayed
+        where the fetcher stood, which could be past records fetched during the rebalance and
+        dropped by Faust.
+
+        *Commit.* Never past a record no agent processed (:mod:`.holes`): a commit whose acked
+        offsets start after the partition's last commit waits until the log has been looked at,
+        and the partition is read again from there when the record is in it.
+
+        *Ack.* Only records an agent processed are acked. When a rebalance stops the flow, a
+        Faust stream skips the record it was about to hand over, and acks it
+        (``faust/streams.py``: ``value is skipped_value``; faust-streaming issue #527): the next
+        commit then moved past a record nobody had processed. Two workers lost enrollments that
+        way; the bench's end-state check found them.
         """
         consumer: Any = self.app.consumer
         if getattr(consumer, "_sislms_wrapped", False):
             return
-        original = consumer.perform_seek
+        original_seek, original_ack = consumer.perform_seek, consumer.ack
+        original_new_offset = consumer._new_offset
+        inputs, processed, guard = set(self.topics.inputs()), self._processed, self._holes
 
         async def perform_seek() -> None:
-            await original()
-            await self._seek_committed_zero(consumer.assignment())
+            await original_seek()
+            for tp, start in (await self._seek_committed_zero(consumer.assignment())).items():
+                guard.start(tp, start)
+
+        def new_offset(tp: Any) -> int | None:
+            if tp.topic in inputs:
+                acked = consumer._acked[tp]
+                if acked and _in_flight_below(consumer._unacked_messages, tp, min(acked)):
+                    return None  # an earlier batch of this partition is not acked yet
+                verdict, hole = guard.check(
+                    tp, consumer._acked[tp], lambda a, b: _covered(consumer._gap.get(tp), a, b)
+                )
+                if verdict == "look" and hole is not None:
+                    task = asyncio.ensure_future(self._look_into(tp, hole))
+                    self._acking.add(task)
+                    task.add_done_callback(self._acking.discard)
+                if verdict != "ok":
+                    return None
+            offset: int | None = original_new_offset(tp)
+            if offset is not None and tp.topic in inputs:
+                guard.committed(tp, offset)
+            return offset
+
+        def ack(message: Any) -> bool:
+            if message.topic in inputs and message not in processed:
+                self.metrics.unprocessed_acks.inc()
+                log.warning(
+                    "not acking %s[%d]@%d: skipped by Faust in a rebalance, never processed",
+                    message.topic, message.partition, message.offset,
+                )  # fmt: skip
+                return False
+            return bool(original_ack(message))
 
         consumer.perform_seek = perform_seek
+        consumer.ack = ack
+        consumer._new_offset = new_offset
+
+        original_revoked = consumer.on_partitions_revoked
+
+        async def on_partitions_revoked(revoked: Any) -> None:
+            # Faust drops the acks not committed yet of the revoked partitions before its last
+            # commit: a run of acks that starts later is no hole then. The guard starts again at
+            # the next seek.
+            guard.forget(revoked)
+            await original_revoked(revoked)
+
+        consumer.on_partitions_revoked = on_partitions_revoked
+
         consumer._sislms_wrapped = True
 
-    async def _seek_committed_zero(self, assigned: Any) -> None:
-        """Seek the input partitions of ``assigned`` with nothing committed (or 0) to their start."""
+    def _hold_flow(self) -> None:
+        """Stop the flow of records into the agents until the coming assignment is recovered.
+
+        Faust stops it at a rebalance only when the worker had partitions. A worker joining a
+        group has none, so records fetched while its first recovery seeks its partitions went
+        into the agents' queues, and the recovery's end (``flow_control.resume()``, which clears
+        those queues) dropped them; the commit then moved past them. A second worker joining a
+        busy group lost the first record of a partition that way. Faust's recovery resumes both
+        when it is done (also with nothing assigned).
+        """
+        consumer: Any = self.app.consumer
+        if consumer.flow_active:
+            consumer.stop_flow()
+            self.app.flow_control.suspend()
+            log.info("record flow held until the new assignment is recovered")
+
+    async def _seek_committed_zero(self, assigned: Any) -> dict[Any, int]:
+        """Seek the input partitions of ``assigned`` with nothing committed (or 0) to their start.
+        Returns where each input partition reads from (its committed offset, or its start)."""
         from confluent_kafka import Consumer, TopicPartition
 
         inputs = set(self.topics.inputs())
         tps = [tp for tp in assigned if tp.topic in inputs]
         if not tps:
-            return
+            return {}
+        reads: dict[Any, int] = {}
         side = Consumer({**self._client_conf, "group.id": self.app.conf.id, "enable.auto.commit": False})
         try:
             committed = side.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
@@ -348,14 +471,71 @@ class Roster:
                 if c.offset <= 0:
                     low, _ = side.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
                     starts.append((tp, low))
+                    reads[tp] = low
+                else:
+                    reads[tp] = c.offset
         finally:
             side.close()
-        for tp, low in starts:
-            await self.app.consumer.seek(tp, low)
         if starts:
+            # in the consumer's own thread (Faust's seek() calls aiokafka from this one)
+            await self.app.consumer.seek_wait(dict(starts))
             log.info(
                 "%d newly assigned partitions start at their beginning (nothing committed yet)", len(starts)
             )
+        return reads
+
+    async def _look_into(self, tp: Any, hole: Hole) -> None:
+        """What the log holds where a hole begins: read the partition again from there if the
+        records are in it."""
+        try:
+            next_in_log = await asyncio.to_thread(self._first_offset_from, tp.topic, tp.partition, hole.start)
+            if self._holes.found(tp, hole, next_in_log):
+                self.metrics.rereads.inc()
+                log.warning(
+                    "%s[%d]: offsets %d to %d were never processed (dropped by Faust at a rebalance); "
+                    "reading them again", tp.topic, tp.partition, hole.start, hole.first - 1,
+                )  # fmt: skip
+                if tp in self.app.consumer.assignment():
+                    await self.app.consumer.seek_wait({tp: hole.start})
+            else:
+                log.info(
+                    "%s[%d]: no record from offset %d to %d in the log; committing past them",
+                    tp.topic, tp.partition, hole.start, hole.first - 1,
+                )  # fmt: skip
+        except Exception:
+            log.warning(
+                "%s[%d]: could not look into the hole at %d",
+                tp.topic,
+                tp.partition,
+                hole.start,
+                exc_info=True,
+            )
+            hole.exists, hole.at = True, 0.0  # look again at the next commit
+
+    def _first_offset_from(self, topic: str, partition: int, offset: int) -> int | None:
+        """The offset of the first record at or after ``offset`` (None when there is none)."""
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        side = Consumer(
+            {**self._client_conf, "group.id": f"{self.app.conf.id}-holes", "enable.auto.commit": False,
+             "enable.partition.eof": True}
+        )  # fmt: skip
+        try:
+            side.assign([TopicPartition(topic, partition, offset)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                m = side.poll(1.0)
+                if m is None:
+                    continue
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:  # nothing at or after offset
+                        return None
+                    raise RuntimeError(str(err))
+                return m.offset()
+            raise TimeoutError(f"{topic}[{partition}]: no answer from offset {offset}")
+        finally:
+            side.close()
 
     def today(self) -> date:
         return self.as_of or _now().date()
@@ -364,24 +544,31 @@ class Roster:
         self, name: str, source: Any, table: Any, handle: Handler, key: Callable[[Any], str] | None = None
     ) -> None:
         async def agent(stream: Any) -> None:
-            # Batches of records, acked by us only once their outputs are on the broker and
-            # their state is in the table (noack_take never acks by itself).
+            # Batches of records, acked by us only once their outputs and their table state are
+            # on the broker (noack_take never acks by itself). The ack of a batch waits for its
+            # changelog in a task of its own, while the next batch is decided.
             try:
                 async for batch in stream.noack_take(self.batch_size, within=self.batch_within):
-                    await self._process(name, batch, table, handle, key)
-                    for event in batch:
-                        await stream.ack(event)
+                    done, pending = await self._process(name, batch, table, handle, key)
+                    task = asyncio.ensure_future(self._ack_when_written(name, stream, done, pending))
+                    self._acking.add(task)
+                    task.add_done_callback(self._acking.discard)
             except Exception:
-                # Faust would log the crash and leave the worker up with a dead agent. Stop the
-                # process instead, so its supervisor restarts it: the batch was not acked, and
-                # its outputs (if any got out) come again with the same command ids.
-                log.critical("agent %s failed; the worker exits (code 70)", name, exc_info=True)
-                logging.shutdown()
-                os._exit(70)
+                _exit_on_failure(name)
 
         agent.__name__ = name
         agent.__qualname__ = f"Roster.{name}"
         self.app.agent(source, name=name, concurrency=1)(agent)
+
+    async def _ack_when_written(self, agent: str, stream: Any, done: list[Any], pending: list[Any]) -> None:
+        try:
+            if pending:
+                await asyncio.gather(*pending)
+            for event in done:
+                self._processed.add(event.message)
+                await stream.ack(event)
+        except Exception:
+            _exit_on_failure(agent)
 
     async def _process(
         self,
@@ -390,13 +577,15 @@ class Roster:
         table: Any,
         handle: Handler,
         key_of: Callable[[Any], str] | None,
-    ) -> None:
+    ) -> tuple[list[Any], list[Any]]:
         """A batch of records: grouped by key (in order within a key), each key's new state and
         outputs computed once from all of its records; every output confirmed by the broker; then
         the states written. A person with a new account and ten enrollments in one batch is
         decided once, not eleven times. A rebalance meanwhile leaves the states of revoked
-        partitions alone: their new owner processes those records again from the last commit
-        (same commands, same ids)."""
+        partitions alone, and their records unacked: their new owner processes them again from the
+        last commit (same commands, same ids).
+
+        Returns the events to ack, and the changelog sends to wait for before acking them."""
         self.metrics.records.labels(agent).inc(len(batch))
         taken, lag = time.time(), self.metrics.lag.labels(agent)
         for ev in batch:
@@ -433,6 +622,7 @@ class Roster:
             else:
                 table[key] = state
         _current_event.set(None)
+        done = [ev for ev in batch if ev.message.tp in assigned]
         m = self.metrics
         m.batch_records.labels(agent).observe(len(batch))
         m.batch_seconds.labels(agent, "decide").observe(decided - started)
@@ -441,6 +631,7 @@ class Roster:
         if revoked:
             log.warning("%s: %d keys of revoked partitions left to their new owner", agent, revoked)
         self.metrics.last_record.labels(agent).set(time.time())
+        return done, table.unconfirmed()
 
     def _emit(
         self, out: Out, commands: list[Command], value: Mapping[str, Any] | None, topic: str, key: str
@@ -689,6 +880,35 @@ def _prune_classes(person: dict[str, Any]) -> None:
     left = [c for c in person["cl"] if c not in enrolled]
     for klass in left[: max(0, len(left) - KEEP_LEFT_CLASSES)]:
         del person["cl"][klass]
+
+
+def _in_flight_below(unacked: Any, tp: Any, offset: int) -> bool:
+    """Whether a record of ``tp`` before ``offset`` is being processed (taken, not acked yet)."""
+    return any(m.tp == tp and m.offset < offset and not m.acked for m in list(unacked))
+
+
+def _covered(gaps: Any, begin: int, end: int) -> bool:
+    """Whether Faust's known gaps of a partition (an IntervalTree, or None) cover offsets
+    ``begin`` to ``end - 1``."""
+    if not gaps:
+        return False
+    pos = begin
+    for iv in sorted(gaps.overlap(begin, end), key=lambda iv: iv.begin):
+        if iv.begin > pos:
+            return False
+        pos = max(pos, iv.end)
+        if pos >= end:
+            return True
+    return pos >= end
+
+
+def _exit_on_failure(agent: str) -> None:
+    """Faust would log an agent's crash and leave the worker up with a dead agent. Stop the
+    process instead, so that its supervisor restarts it: the batch was not acked, and its outputs
+    (if any got out) come again with the same command ids."""
+    log.critical("agent %s failed; the worker exits (code 70)", agent, exc_info=True)
+    logging.shutdown()
+    os._exit(70)
 
 
 def _samples(metric: Any, name: str) -> list[Any]:

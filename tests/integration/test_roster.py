@@ -209,6 +209,32 @@ def test_two_workers_produce_what_one_does(rig: RosterRig, kernel: Kernel, tmp_p
         sim.stop()
 
 
+def test_a_worker_joining_a_busy_group_loses_nothing(rig: RosterRig, kernel: Kernel, tmp_path: Path) -> None:
+    """A second worker joins while the first is half way through a district: the partitions it
+    takes over go on from where the first left them, with nothing skipped.
+
+    A joining worker used to drop the records fetched while its first recovery ran (Faust cleared
+    the agents' queues at the end of it), and the commit moved past them (Roster._hold_flow)."""
+    sim = start_simulator(kernel.settings, kernel, users=800, seed=35)
+    workers: list[Worker] = []
+    try:
+        rest_source(rig.sis, sim, tmp_path / "source").sync_once()
+        want = expected_state(sim, kernel, RULES)
+        workers.append(Worker(rig, "w1"))
+        wait_for(lambda: commands(rig).records >= len(want) // 4, timeout=180, every=0.2)
+        workers.append(Worker(rig, "w2"))
+        progress = commands(rig)
+        assert len(progress.state) < len(want), "the first worker finished alone: nothing tested"
+        got = settle(rig, want, workers)
+        assert all(len(ids) == 1 for ids in got.ids.values())
+        wait_for(lambda: all(ready(w) for w in workers), timeout=60)
+        assert health(workers[1])["assigned_partitions"] > 0, "the second worker never took partitions"
+    finally:
+        for w in workers:
+            w.stop()
+        sim.stop()
+
+
 def ready(worker: Worker) -> bool:
     """The worker answers and holds partitions."""
     try:
