@@ -495,8 +495,18 @@ class Roster:
                     "%s[%d]: offsets %d to %d were never processed (dropped by Faust at a rebalance); "
                     "reading them again", tp.topic, tp.partition, hole.start, hole.first - 1,
                 )  # fmt: skip
-                if tp in self.app.consumer.assignment():
-                    await self.app.consumer.seek_wait({tp: hole.start})
+                consumer: Any = self.app.consumer
+                if tp in consumer.assignment() and consumer.flow_active:
+                    # with the flow stopped: the fetch being handed over would otherwise move
+                    # Faust's read offset past the seek, and it would drop the records read again
+                    consumer.stop_flow()
+                    try:
+                        await consumer.wait_for_stopped_flow()  # Faust's way to seek elsewhere
+                        await asyncio.sleep(0.1)  # the record being handed over, if any
+                        await consumer.seek_wait({tp: hole.start})
+                        consumer._read_offset[tp] = hole.start or None
+                    finally:
+                        consumer.resume_flow()
             else:
                 log.info(
                     "%s[%d]: no record from offset %d to %d in the log; committing past them",

@@ -33,8 +33,9 @@ class Hole:
     first: int
     #: what the log holds there: None while it is being looked up
     exists: bool | None = None
-    #: when it was last looked up (monotonic)
+    #: when it was found, then when it was last looked up (monotonic)
     at: float = field(default_factory=time.monotonic)
+    looked: bool = False
 
 
 @dataclass
@@ -43,6 +44,9 @@ class HoleGuard:
 
     next: dict[Any, int] = field(default_factory=dict)
     holes: dict[Any, Hole] = field(default_factory=dict)
+    #: a hole is looked into only when it stays this long (its records may still be on their
+    #: way: fetched, queued for an agent, or read again)
+    grace_s: float = 15.0
     #: a real hole not filled this long after reading it again is looked up (and read) again
     retry_s: float = 30.0
 
@@ -65,10 +69,11 @@ class HoleGuard:
     ) -> tuple[str, Hole | None]:
         """May the acked offsets of ``tp`` be committed?
 
-        Returns ``("ok", None)``; ``("look", hole)`` for a new hole (find out what the log holds
-        from ``hole.start``, then call :meth:`found`); ``("wait", hole)`` while that is not known
-        or the partition is being read again. ``covered(a, b)`` tells whether Faust already
-        knows offsets ``a`` to ``b - 1`` are missing from the log.
+        Returns ``("ok", None)``; ``("look", hole)`` for a hole that stayed ``grace_s`` (find out
+        what the log holds from ``hole.start``, then call :meth:`found`); ``("wait", hole)``
+        meanwhile, while that is not known, or while the partition is being read again.
+        ``covered(a, b)`` tells whether Faust already knows offsets ``a`` to ``b - 1`` are
+        missing from the log.
         """
         start = self.next.get(tp)
         if start is None or not acked:
@@ -79,7 +84,11 @@ class HoleGuard:
             return "ok", None
         hole = self.holes.get(tp)
         if hole is None or hole.start != start:
-            hole = self.holes[tp] = Hole(start, first)
+            hole = self.holes[tp] = Hole(start, first, exists=None, at=time.monotonic(), looked=False)
+        if not hole.looked:
+            if time.monotonic() - hole.at < self.grace_s:
+                return "wait", hole
+            hole.looked, hole.at = True, time.monotonic()
             return "look", hole
         if hole.exists is False and first <= hole.first:
             return "ok", None  # nothing in the log from start to first

@@ -26,8 +26,8 @@ def test_a_partition_not_started_yet_is_left_to_faust() -> None:
     assert HoleGuard().check(TP, [5, 6], nothing_known) == ("ok", None)
 
 
-def test_a_hole_at_the_head_is_looked_into_then_waited_for_until_it_is_filled() -> None:
-    guard = HoleGuard()
+def test_a_hole_that_stays_is_looked_into_then_waited_for_until_it_is_filled() -> None:
+    guard = HoleGuard(grace_s=0.0)
     guard.start(TP, 10)
     verdict, hole = guard.check(TP, [11, 12], nothing_known)  # offset 10 never acked
     assert verdict == "look" and hole is not None and (hole.start, hole.first) == (10, 11)
@@ -38,12 +38,19 @@ def test_a_hole_at_the_head_is_looked_into_then_waited_for_until_it_is_filled() 
 
 
 def test_a_hole_the_log_does_not_have_is_committed_past() -> None:
-    guard = HoleGuard()
+    guard = HoleGuard(grace_s=0.0)
     guard.start(TP, 10)
     _, hole = guard.check(TP, [13, 14], nothing_known)
     assert hole is not None
     assert guard.found(TP, hole, 13) is False  # compaction left nothing from 10 to 12
     assert guard.check(TP, [13, 14], nothing_known) == ("ok", None)
+
+
+def test_a_hole_is_given_time_to_fill_before_it_is_looked_into() -> None:
+    guard = HoleGuard(grace_s=3600.0)
+    guard.start(TP, 10)
+    assert guard.check(TP, [12], nothing_known)[0] == "wait"  # 10 and 11 may be on their way
+    assert guard.check(TP, [10, 11, 12], nothing_known) == ("ok", None)
 
 
 def test_a_hole_faust_knows_as_a_gap_is_no_hole() -> None:
@@ -53,7 +60,7 @@ def test_a_hole_faust_knows_as_a_gap_is_no_hole() -> None:
 
 
 def test_a_real_hole_not_filled_in_time_is_looked_into_again() -> None:
-    guard = HoleGuard(retry_s=0.0)
+    guard = HoleGuard(grace_s=0.0, retry_s=0.0)
     guard.start(TP, 10)
     _, hole = guard.check(TP, [11], nothing_known)
     assert hole is not None
