@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Standby copies of each roster table another worker keeps warm (Faust "
         "`table_standby_replicas`): a worker taking over partitions need not restore their tables "
-        "first. With 1, a change takes 1-2 s through two workers instead of tens of ms.",
+        "first.",
     )
     roster_as_of: date | None = Field(
         None,
