@@ -396,9 +396,7 @@ class Roster:
                 acked = consumer._acked[tp]
                 if acked and _in_flight_below(consumer._unacked_messages, tp, min(acked)):
                     return None  # an earlier batch of this partition is not acked yet
-                verdict, hole = guard.check(
-                    tp, consumer._acked[tp], lambda a, b: _covered(consumer._gap.get(tp), a, b)
-                )
+                verdict, hole = guard.check(tp, acked, lambda a, b: _covered(consumer._gap.get(tp), a, b))
                 if verdict == "look" and hole is not None:
                     task = asyncio.ensure_future(self._look_into(tp, hole))
                     self._acking.add(task)
