@@ -278,6 +278,10 @@ class Roster:
             table_key_serializer="json",
             table_value_serializer="json",
             Table=ConfirmedTable,
+            # Faust otherwise reads ~90 unprefixed environment variables (WEB_PORT, BROKER_URL,
+            # TIMEZONE, TABLE_STANDBY_REPLICAS...) over the values given here; the worker is
+            # configured by SISLMS_* settings only.
+            env={},
         )
 
         def schema(*names: str) -> AvroSchema:

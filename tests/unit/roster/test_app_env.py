@@ -1,0 +1,43 @@
+"""The roster's Faust app takes its configuration from our settings, never from stray
+environment variables that Faust would otherwise read (WEB_PORT, BROKER_URL, ...)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from streams.catalog import load_catalog
+from streams.roles.engine import RuleSet
+from streams.roster.app import Roster
+from streams.serde import Serdes
+
+
+def test_environment_variables_faust_knows_do_not_override_the_worker(
+    monkeypatch, tmp_path, settings
+) -> None:
+    for name, value in {
+        "WEB_PORT": "1234",
+        "BROKER_URL": "kafka://elsewhere:9092",
+        "TABLE_STANDBY_REPLICAS": "7",
+        "TOPIC_PARTITIONS": "99",
+        "APP_DATADIR": str(tmp_path / "elsewhere"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
+    roster = Roster(
+        bootstrap="127.0.0.1:19092",
+        catalog=catalog,
+        serdes=Serdes(cast(Any, None), catalog),  # nothing is encoded here
+        dead_letters=cast(Any, None),
+        rules=RuleSet.load(settings.roles_file),
+        reference=cast(Any, None),
+        data_dir=tmp_path / "state",
+        web_port=6099,
+        standby_replicas=1,
+        producer=cast(Any, object()),
+    )
+    conf = roster.app.conf
+    assert conf.web_port == 6099
+    assert [str(u) for u in conf.broker] == ["kafka://127.0.0.1:19092"]
+    assert conf.table_standby_replicas == 1
+    assert conf.topic_partitions == roster.partitions
+    assert str(conf.datadir) == str(tmp_path / "state")
