@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-from aiohttp import web
 
 from connectors.oneroster.auth import SCOPES, TokenIssuer
 from simulators.district import District, DistrictSpec, generate
+from simulators.serving import AppServer
 from simulators.sis.app import SimState, build_app
 from simulators.sis.changes import ChangeGenerator
 from simulators.sis.store import Change, SisStore
@@ -110,16 +110,17 @@ class SisSimulator:
         if self.notifier is not None:
             self.store.listeners.append(self.notifier)
         self._rate = config.change_rate
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.port = config.port
+        self.server = AppServer(
+            "sis-simulator", config.host, config.port, lambda: build_app(self.state), tasks=[self._generate]
+        )
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        return self.server.url
 
     def set_rate(self, rate: float) -> None:
         self._rate = max(0.0, rate)
@@ -133,49 +134,20 @@ class SisSimulator:
             self.generator.step()
             await asyncio.sleep(1.0 / self._rate)
 
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        self._runner = web.AppRunner(build_app(self.state), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-        log.info("OneRoster 1.2 SIS simulator listening on %s", self.url)
-        task = asyncio.create_task(self._generate())
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            task.cancel()
-            await self._runner.cleanup()
-
     def serve_forever(self) -> None:
         """Run in the foreground until interrupted."""
         try:
-            asyncio.run(self._main())
+            self.server.serve_forever()
         finally:
             if self.notifier is not None:
                 self.notifier.close()
 
     def start(self) -> SisSimulator:
         """Run in a background thread; returns once it listens."""
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._main())
-
-        self._thread = threading.Thread(target=run, name="sis-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the SIS simulator did not start within 30 s")
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.server.stop()
         if self.notifier is not None:
             self.notifier.close()

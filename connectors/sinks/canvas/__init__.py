@@ -1,0 +1,1 @@
+"""The Canvas provisioning sink: ``lms.provisioning.v1`` applied through the Canvas REST API."""

@@ -1,0 +1,443 @@
+"""One provisioning command applied to Canvas through its REST API, idempotently.
+
+Every command looks its target up by SIS id before creating it, so applying a command twice (a
+redelivery after a crash) finds what the first one made and changes nothing. What Canvas does
+by itself helps: enrolling a user again in the same section and role returns the same
+enrollment; re-granting an admin role returns the same admin.
+
+How targets map to Canvas (the attributes are those of ``streams.roster.desired``):
+
+===============  ==========================================================================
+target           Canvas
+===============  ==========================================================================
+account          the district (``root`` true): the root account (only remembered, never
+                 renamed); any other org: a sub-account of its parent, ``sis_account_id``
+term             an enrollment term of the root account, ``sis_term_id``
+user             a user with one login: ``unique_id`` = login_id, ``sis_user_id``; status
+                 suspended suspends the login, deleted removes the user from the account
+course           a course in its school's sub-account, ``sis_course_id``, in its term;
+                 templates are blueprint courses and class courses follow their template
+section          a section of its course, ``sis_section_id``
+enrollment       a course enrollment in the section (a template role: in the course):
+                 base roles by type, custom roles by ``role_id``; observers carry
+                 ``associated_user_id``; unenroll ends it (``SISLMS_CANVAS_UNENROLL_TASK``)
+account_admin    an account admin on the root or a school's sub-account, by role
+===============  ==========================================================================
+
+Custom roles (a read-only counselor course role, "Counselor (read-only)" as an account role) are
+found by label and created once when missing. Objects a command depends on (the user of an
+enrollment, the course of a section, a sub-account's parent) may arrive later, since commands
+for different targets are not ordered: :class:`DependencyMissing` is retriable, and the sink
+waits for it a while before dead-lettering the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connectors.canvas.protocol import ENROLLMENT_TYPES, sis_ref
+from connectors.sinks.canvas.client import CanvasClient, CanvasRejected
+from streams.errors import RetriableError
+
+__all__ = ["Command", "DependencyMissing", "IdMap", "Outcome", "Provisioner"]
+
+log = logging.getLogger(__name__)
+
+UNENROLL_TASKS = ("delete", "conclude", "inactivate")
+
+
+class DependencyMissing(RetriableError):
+    """An object the command needs is not in Canvas yet (its own command may still come)."""
+
+    def __init__(self, kind: str, sis_id: str) -> None:
+        super().__init__(f"waiting for {kind} {sis_id}", retry_after=None)
+        self.kind = kind
+        self.sis_id = sis_id
+
+
+class IdMap(Protocol):
+    """SIS target -> Canvas id, fed by the results topic (``lms.provisioning.results.v1``)."""
+
+    def get(self, kind: str, sis_id: str) -> str | None: ...
+
+    def put(self, kind: str, sis_id: str, lms_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Command:
+    action: str
+    target_type: str
+    target: str
+    attributes: Mapping[str, str | None]
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Command:
+        return cls(value["action"], value["targetType"], value["targetSisId"], value["attributes"])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied | unchanged
+    lms_id: str | None
+
+
+def _unchanged(lms_id: Any = None) -> Outcome:
+    return Outcome("unchanged", None if lms_id is None else str(lms_id))
+
+
+def _applied(lms_id: Any = None) -> Outcome:
+    return Outcome("applied", None if lms_id is None else str(lms_id))
+
+
+def _changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+class Provisioner:
+    """Applies commands to one Canvas root account through ``client``."""
+
+    def __init__(
+        self, client: CanvasClient, ids: IdMap, *, root_account: str = "1", unenroll_task: str = "delete"
+    ) -> None:
+        if unenroll_task not in UNENROLL_TASKS:
+            raise ValueError(f"unenroll task must be one of {UNENROLL_TASKS}, not {unenroll_task!r}")
+        self.client = client
+        self.ids = ids
+        self.root = root_account
+        self.unenroll_task = unenroll_task
+        self._roles: dict[tuple[str, str], int] = {}
+        self._roles_lock = threading.Lock()
+
+    def apply(self, command: Command) -> Outcome:
+        handler = {
+            "account": self._account,
+            "term": self._term,
+            "user": self._user,
+            "course": self._course,
+            "section": self._section,
+            "enrollment": self._enrollment,
+            "account_admin": self._admin,
+        }.get(command.target_type)
+        if handler is None:
+            raise CanvasRejected(400, f"unknown target type {command.target_type!r}", "APPLY", command.target)
+        outcome = handler(command)
+        if outcome.lms_id is not None:
+            self.ids.put(command.target_type, command.target, outcome.lms_id)
+        return outcome
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def _get(self, path: str) -> Any:
+        return self.client.call("GET", path, missing_ok=True)
+
+    def _account_ref(self, sis_id: str | None) -> str:
+        """The Canvas id of an account named by SIS id (``root``/None: the root account)."""
+        if sis_id is None or sis_id == "root":
+            return self.root
+        return self._need("account", sis_id)
+
+    def _lookup_path(self, kind: str, sis_id: str) -> str:
+        ref = sis_ref(kind, sis_id)
+        if kind == "term":
+            return f"/accounts/{self.root}/terms/{ref}"
+        return f"/{kind}s/{ref}"
+
+    def _need(self, kind: str, sis_id: str) -> str:
+        """The Canvas id of an object this command depends on: from the id map (what this sink
+        made) or by SIS id; :class:`DependencyMissing` while Canvas has none."""
+        mapped = self.ids.get(kind, sis_id)
+        if mapped is not None:
+            return mapped
+        found = self._get(self._lookup_path(kind, sis_id))
+        if found is None:
+            raise DependencyMissing(kind, sis_id)
+        return str(found["id"])
+
+    def _role_id(self, label: str, base: str) -> int:
+        """A custom role's id by label; created (with base role type ``base``) when missing."""
+        key = (label, base)
+        with self._roles_lock:
+            if key in self._roles:
+                return self._roles[key]
+            for role in self.client.pages(f"/accounts/{self.root}/roles"):
+                self._roles[(role.get("label") or role["role"], role["base_role_type"])] = role["id"]
+                self._roles[(role["role"], role["base_role_type"])] = role["id"]
+            if key not in self._roles:
+                made = self.client.call(
+                    "POST", f"/accounts/{self.root}/roles", json={"label": label, "base_role_type": base}
+                )
+                log.info("canvas: created the %s role %r", base, label)
+                self._roles[key] = made["id"]
+            return self._roles[key]
+
+    # --- accounts and terms ---------------------------------------------------------------
+
+    def _account(self, c: Command) -> Outcome:
+        a = c.attributes
+        sis_id = a.get("account_id") or c.target
+        if a.get("root") == "true":
+            return _unchanged(self.root)  # the root account is the district's own: never renamed
+        existing = self._get(f"/accounts/{sis_ref('account', sis_id)}")
+        if a.get("status") != "active":
+            if existing is None:
+                return _unchanged()
+            parent = existing["parent_account_id"]
+            self.client.call("DELETE", f"/accounts/{parent}/sub_accounts/{existing['id']}")
+            return _applied(existing["id"])
+        parent = self._account_ref(a.get("parent_account_id"))
+        wanted = {"name": a.get("name"), "integration_id": a.get("integration_id")}
+        if existing is None:
+            made = self.client.call(
+                "POST",
+                f"/accounts/{parent}/sub_accounts",
+                json={"account": {**wanted, "sis_account_id": sis_id}},
+            )
+            return _applied(made["id"])
+        change = _changed(existing, wanted)
+        if str(existing.get("parent_account_id")) != parent:
+            change["parent_account_id"] = parent
+        if not change:
+            return _unchanged(existing["id"])
+        self.client.call("PUT", f"/accounts/{existing['id']}", json={"account": change})
+        return _applied(existing["id"])
+
+    def _term(self, c: Command) -> Outcome:
+        a = c.attributes
+        sis_id = a.get("term_id") or c.target
+        path = f"/accounts/{self.root}/terms"
+        existing = self._get(f"{path}/{sis_ref('term', sis_id)}")
+        if a.get("status") != "active":
+            if existing is None:
+                return _unchanged()
+            self.client.call("DELETE", f"{path}/{existing['id']}")
+            return _applied(existing["id"])
+        wanted = {"name": a.get("name"), "start_at": a.get("start_date"), "end_at": a.get("end_date")}
+        if existing is None:
+            made = self.client.call("POST", path, json={"enrollment_term": {**wanted, "sis_term_id": sis_id}})
+            return _applied(made["id"])
+        change = _changed(existing, wanted)
+        if not change:
+            return _unchanged(existing["id"])
+        self.client.call("PUT", f"{path}/{existing['id']}", json={"enrollment_term": change})
+        return _applied(existing["id"])
+
+    # --- users ----------------------------------------------------------------------------
+
+    def _user(self, c: Command) -> Outcome:
+        a = c.attributes
+        sis_id = a.get("user_id") or c.target
+        status = a.get("status")
+        existing = self._get(f"/users/{sis_ref('user', sis_id)}")
+        if status == "deleted":
+            if existing is None:
+                return _unchanged()
+            self.client.call("DELETE", f"/accounts/{self.root}/users/{existing['id']}")
+            return _applied(existing["id"])
+        name = " ".join(p for p in (a.get("first_name"), a.get("last_name")) if p) or sis_id
+        wanted = {"name": name, "sortable_name": a.get("sortable_name") or name, "email": a.get("email")}
+        login = {"unique_id": a.get("login_id") or sis_id, "integration_id": a.get("integration_id")}
+        if existing is None:
+            body: dict[str, Any] = {
+                "user": {
+                    "name": name,
+                    "short_name": a.get("first_name") or name,
+                    "sortable_name": wanted["sortable_name"],
+                },
+                "pseudonym": {**login, "sis_user_id": sis_id, "send_confirmation": False},
+                "enable_sis_reactivation": True,
+            }
+            if a.get("email"):
+                body["communication_channel"] = {
+                    "type": "email",
+                    "address": a["email"],
+                    "skip_confirmation": True,
+                }
+            made = self.client.call("POST", f"/accounts/{self.root}/users", json=body)
+            if status == "suspended":
+                self.client.call("PUT", f"/users/{made['id']}", json={"user": {"event": "suspend"}})
+            return _applied(made["id"])
+        uid = existing["id"]
+        changed = False
+        change = _changed(existing, wanted)
+        if change:
+            self.client.call("PUT", f"/users/{uid}", json={"user": change})
+            changed = True
+        current = {"unique_id": existing.get("login_id"), "integration_id": existing.get("integration_id")}
+        login_change = _changed(current, login)
+        logins = None
+        if login_change or status in ("active", "suspended"):
+            logins = [x for x in self.client.pages(f"/users/{uid}/logins") if x.get("sis_user_id") == sis_id]
+        if logins:
+            mine = logins[0]
+            state = "suspended" if status == "suspended" else "active"
+            if mine.get("workflow_state") != state:
+                login_change["workflow_state"] = state
+            if login_change:
+                self.client.call(
+                    "PUT", f"/accounts/{self.root}/logins/{mine['id']}", json={"login": login_change}
+                )
+                changed = True
+        return _applied(uid) if changed else _unchanged(uid)
+
+    # --- courses and sections -------------------------------------------------------------
+
+    def _course(self, c: Command) -> Outcome:
+        a = c.attributes
+        sis_id = a.get("course_id") or c.target
+        existing = self._get(f"/courses/{sis_ref('course', sis_id)}")
+        if a.get("status") != "active":
+            if existing is None or existing.get("workflow_state") == "deleted":
+                return _unchanged()
+            self.client.call("DELETE", f"/courses/{existing['id']}", params={"event": "delete"})
+            return _applied(existing["id"])
+        account = self._account_ref(a.get("account_id"))
+        term = a.get("term_id")
+        term_id = None
+        if term is not None:
+            term_id = int(self._need("term", term))
+        blueprint = a.get("blueprint") == "true"
+        wanted = {
+            "name": a.get("long_name"),
+            "course_code": a.get("short_name"),
+            "account_id": int(account) if account.isdigit() else account,
+            "enrollment_term_id": term_id,
+            "blueprint": blueprint,
+        }
+        template = a.get("blueprint_course_id")
+        template_id = None
+        if template is not None:
+            template_id = self._need("course", template)
+        if existing is None:
+            body = {k: v for k, v in wanted.items() if k not in ("account_id", "enrollment_term_id")}
+            body |= {"sis_course_id": sis_id, "term_id": term_id}
+            made = self.client.call("POST", f"/accounts/{account}/courses", json={"course": body})
+            course_id, changed = made["id"], True
+            if blueprint and not made.get("blueprint"):  # Canvas may take it on update only
+                self.client.call("PUT", f"/courses/{course_id}", json={"course": {"blueprint": True}})
+        else:
+            course_id = existing["id"]
+            change = _changed(existing, wanted)
+            if "enrollment_term_id" in change:
+                change["term_id"] = change.pop("enrollment_term_id")
+            changed = bool(change)
+            if change:
+                self.client.call("PUT", f"/courses/{course_id}", json={"course": change})
+        if template_id is not None and (changed or existing is None):
+            self.client.call(
+                "PUT",
+                f"/courses/{template_id}/blueprint_templates/default/update_associations",
+                json={"course_ids_to_add": [course_id]},
+            )
+        return _applied(course_id) if changed else _unchanged(course_id)
+
+    def _section(self, c: Command) -> Outcome:
+        a = c.attributes
+        sis_id = a.get("section_id") or c.target
+        existing = self._get(f"/sections/{sis_ref('section', sis_id)}")
+        if a.get("status") != "active":
+            if existing is None:
+                return _unchanged()
+            # a section goes only without enrollments: those of a deleted class go with it
+            for e in self.client.pages(f"/sections/{existing['id']}/enrollments"):
+                self.client.call(
+                    "DELETE", f"/courses/{e['course_id']}/enrollments/{e['id']}", params={"task": "delete"}
+                )
+            self.client.call("DELETE", f"/sections/{existing['id']}")
+            return _applied(existing["id"])
+        course = a.get("course_id") or sis_id
+        if existing is None:
+            course_id = self._need("course", course)
+            made = self.client.call(
+                "POST",
+                f"/courses/{course_id}/sections",
+                json={"course_section": {"name": a.get("name"), "sis_section_id": sis_id}},
+            )
+            return _applied(made["id"])
+        if existing.get("name") == a.get("name"):
+            return _unchanged(existing["id"])
+        self.client.call(
+            "PUT", f"/sections/{existing['id']}", json={"course_section": {"name": a.get("name")}}
+        )
+        return _applied(existing["id"])
+
+    # --- enrollments and admins -----------------------------------------------------------
+
+    def _course_role(self, role: str, base: str | None) -> dict[str, Any]:
+        kind = ENROLLMENT_TYPES.get(role)
+        if kind is not None:
+            return {"type": kind}
+        base_type = ENROLLMENT_TYPES.get(base or "")
+        if base_type is None:
+            raise CanvasRejected(400, f"course role {role!r} has no base role", "APPLY", role)
+        return {"type": base_type, "role_id": self._role_id(role, base_type)}
+
+    def _enrollment(self, c: Command) -> Outcome:
+        a = c.attributes
+        previous = self.ids.get("enrollment", c.target)
+        course = a.get("course_id")
+        if course is None:
+            raise CanvasRejected(400, "an enrollment without course_id", "APPLY", c.target)
+        if a.get("status") != "active":
+            if previous is None:
+                return _unchanged()
+            return self._end(course, previous)
+        user_sis = a.get("user_id") or ""
+        body: dict[str, Any] = {
+            "user_id": int(self._need("user", user_sis)),
+            **self._course_role(a.get("role") or "", a.get("base_role")),
+            "enrollment_state": "active",
+            "start_at": a.get("start_date"),
+            "end_at": a.get("end_date"),
+            "notify": False,
+        }
+        observed = a.get("associated_user_id")
+        if observed is not None:
+            body["associated_user_id"] = int(self._need("user", observed))
+        section = a.get("section_id")
+        if section is not None:
+            where = self._need("section", section)
+            made = self.client.call("POST", f"/sections/{where}/enrollments", json={"enrollment": body})
+        else:
+            where = self._need("course", course)
+            made = self.client.call("POST", f"/courses/{where}/enrollments", json={"enrollment": body})
+        if previous is not None and previous != str(made["id"]):
+            self._end(course, previous)  # change_role: the enrollment in the old role goes
+        return _applied(made["id"])
+
+    def _end(self, course: str, enrollment_id: str) -> Outcome:
+        found = self._get(f"/courses/{sis_ref('course', course)}")
+        if found is None:
+            return _unchanged()  # the course is gone, and its enrollments with it
+        try:
+            self.client.call(
+                "DELETE",
+                f"/courses/{found['id']}/enrollments/{enrollment_id}",
+                params={"task": self.unenroll_task},
+            )
+        except CanvasRejected as exc:
+            if exc.status == 404:
+                return _unchanged()
+            raise
+        return _applied(enrollment_id)
+
+    def _admin(self, c: Command) -> Outcome:
+        a = c.attributes
+        role = a.get("role") or "AccountAdmin"
+        role_id = self._role_id(role, "AccountMembership")
+        account = self._account_ref(a.get("account_id"))
+        user_sis = a.get("user_id") or ""
+        path = f"/accounts/{account}/admins"
+        if a.get("status") != "active":
+            gone = self.client.call(
+                "DELETE", f"{path}/{sis_ref('user', user_sis)}", params={"role_id": role_id}, missing_ok=True
+            )
+            return _unchanged() if gone is None else _applied(gone["id"])
+        user = int(self._need("user", user_sis))
+        made = self.client.call(
+            "POST", path, json={"user_id": user, "role_id": role_id, "send_confirmation": False}
+        )
+        return _applied(made["id"])
