@@ -26,6 +26,10 @@ roles_app = typer.Typer(
     no_args_is_help=True, help="Role mapping: check a rule file, explain a person's roles."
 )
 app.add_typer(roles_app, name="roles")
+lms_app = typer.Typer(
+    no_args_is_help=True, help="The LMS side: the Canvas simulator and the provisioning sink."
+)
+app.add_typer(lms_app, name="lms")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
@@ -218,6 +222,42 @@ def sis_serve(
     )
     typer.echo(f"OneRoster 1.2 SIS simulator on {simulator.url} ({simulator.district.counts()})")
     simulator.serve_forever()
+
+
+# --- lms ---------------------------------------------------------------------------------
+@lms_app.command("serve")
+def lms_serve(
+    port: Annotated[int | None, typer.Option(help="Port (default: the setting).")] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="Throttle bucket size per token (Canvas: 700; 0 turns throttling off)."),
+    ] = None,
+) -> None:
+    """Run the Canvas-compatible LMS simulator (foreground); token: SISLMS_LMS_TOKEN or the local one."""
+    from simulators.lms.app import Throttle
+    from sislms.lms import build_lms_simulator
+
+    throttle = Throttle() if rate_limit is None else Throttle(capacity=rate_limit)
+    simulator = build_lms_simulator(_settings(), port=port, throttle=throttle)
+    typer.echo(f"Canvas LMS simulator on {simulator.url}")
+    simulator.serve_forever()
+
+
+@lms_app.command("sink")
+def lms_sink() -> None:
+    """Run the Canvas provisioning sink: lms.provisioning.v1 applied to Canvas, outcomes to
+    lms.provisioning.results.v1; /healthz and /metrics on SISLMS_LMS_SINK_PORT."""
+    import signal
+    import threading
+
+    from sislms.lms import run_sink
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_sink(_settings(), stop)
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @sis_app.command("sync")

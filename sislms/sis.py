@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from connectors.control import ControlServer
 from connectors.oneroster.auth import ClientCredentials
 from connectors.oneroster.models import ENTITIES, entity
 from connectors.sources.base import SourceState, TopicWriter
-from connectors.sources.control import ControlServer
 from connectors.sources.holds import Hold, HoldBook, MassChangeGuard
 from connectors.sources.oneroster_rest.client import OneRosterClient
 from connectors.sources.oneroster_rest.source import RestSource, RestSourceConfig
 from simulators.district import DistrictSpec
 from simulators.sis.server import SimulatorConfig, SisSimulator
+from sislms.local_secrets import local_secret
 from sislms.wiring import Kernel
 from streams.compacted import read_live_keys
 from streams.errors import ConfigError
@@ -47,13 +46,7 @@ def client_secret(settings: Settings) -> str:
         return settings.sis_client_secret.get_secret_value()
     if settings.sis_url is not None:
         raise ConfigError("SISLMS_SIS_URL is set but SISLMS_SIS_CLIENT_SECRET is not")
-    path = settings.state_dir / "secrets" / "sis-client-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return local_secret(settings.state_dir, "sis-client-secret")
 
 
 def sis_url(settings: Settings) -> str:

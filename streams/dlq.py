@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +57,10 @@ class DeadLetterPublisher:
         source: SourcePosition,
         trace_id: str | None = None,
         attempt: int = 1,
+        on_delivery: Callable[[Any, Any], None] | None = None,
     ) -> None:
-        """Queue one dead letter; ``flush()`` makes it durable."""
+        """Queue one dead letter; ``flush()`` makes it durable (or ``on_delivery`` says when it is,
+        for callers that track each record)."""
         spec = self.catalog.dead_letter_topic(stage)
         reason = error.reason if isinstance(error, SkippableError) else "unexpected_error"
         letter: dict[str, Any] = {
@@ -87,7 +89,7 @@ class DeadLetterPublisher:
             key=key if key is not None else encode_key(f"{source.topic}:{source.partition}:{source.offset}"),
             value=self.serdes[spec].encode(letter),
             headers=headers,
-            on_delivery=self._delivered,
+            on_delivery=self._delivered if on_delivery is None else _both(self._delivered, on_delivery),
         )
         self.sent[reason] += 1
         # Source coordinates only: never the payload, which may hold student data.
@@ -113,3 +115,13 @@ class DeadLetterPublisher:
             raise RetriableError(
                 f"{remaining} dead letter(s) not acknowledged; errors: {errors[:3]}", retry_after=1
             )
+
+
+def _both(
+    first: Callable[[Any, Any], None], second: Callable[[Any, Any], None]
+) -> Callable[[Any, Any], None]:
+    def delivered(err: Any, msg: Any) -> None:
+        first(err, msg)
+        second(err, msg)
+
+    return delivered

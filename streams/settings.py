@@ -179,6 +179,45 @@ class Settings(BaseSettings):
         "(UTC). Set for replays and tests.",
     )
 
+    # --- LMS (Canvas REST) and its provisioning sink ------------------------------------------
+    lms_url: str | None = Field(
+        None,
+        description="Root URL of the Canvas instance (the part before `/api/v1`). Unset: the local "
+        "LMS simulator (`sislms lms serve`).",
+    )
+    lms_token: SecretStr | None = Field(
+        None,
+        description="Canvas API access token (Bearer). Unset with the local simulator: a random "
+        "token made once under the state dir (mode 0600) and shared by both sides.",
+    )
+    lms_root_account: str = Field("1", description="Canvas id of the district's root account.")
+    lms_unenroll_task: str = Field(
+        "delete",
+        pattern="^(delete|conclude|inactivate)$",
+        description="What `unenroll` does to a Canvas enrollment: `delete`, `conclude` (kept, "
+        "read-only) or `inactivate`.",
+    )
+    lms_sink_lanes: int = Field(
+        4,
+        ge=1,
+        description="Commands the provisioning sink applies at once; commands for one target stay "
+        "in order in their lane. Canvas throttles concurrency: keep it small.",
+    )
+    lms_sink_dependency_wait_s: float = Field(
+        300.0,
+        description="How long a command waits for an object it needs (its user, course, section, "
+        "parent account) to reach Canvas before it is dead-lettered with that reason; the wait "
+        "lasts while the sink still has other commands to apply (at most ten times this).",
+    )
+    lms_http_timeout_s: float = Field(30.0, description="Timeout of one Canvas API call.")
+    lms_max_retries: int = Field(
+        8, description="Retries of a throttled, 5xx or unanswered Canvas call before the sink backs off."
+    )
+    lms_sink_port: int = Field(
+        18096, description="Port of the provisioning sink's `/healthz` and `/metrics` (127.0.0.1)."
+    )
+    lms_simulator_port: int = Field(18092, description="Port of the local Canvas LMS simulator (127.0.0.1).")
+
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
     simulator_users: int = Field(

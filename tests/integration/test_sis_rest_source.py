@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connectors.control import ControlServer
 from connectors.oneroster.models import ENTITIES
-from connectors.sources.control import ControlServer
 from connectors.sources.holds import HoldBook, MassChangeGuard
 from simulators.sis.server import SisSimulator
 from sislms.wiring import Kernel

@@ -5,7 +5,8 @@ throttling, and answers sorted by what to do next.
   timeouts and dropped connections are retried with exponential backoff and jitter
   (``Retry-After`` wins when sent), up to ``max_retries``; then :class:`CanvasUnavailable`
   (retriable: the sink tries the command again later, it never drops it).
-- While ``X-Rate-Limit-Remaining`` is low, calls are spaced out before Canvas has to refuse them.
+- While ``X-Rate-Limit-Remaining`` is below ``low_share`` of the most it has been (Canvas's
+  bucket is 700), calls are spaced out before Canvas has to refuse them.
 - 404 is an answer (``None``) for lookups; any other 4xx is :class:`CanvasRejected` (skippable:
   the command goes to the dead-letter topic with Canvas's reason).
 """
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 class CanvasRejected(SkippableError):
     """Canvas refused the request (4xx other than 404 and throttling): this command, not later."""
 
+    reason = "lms_rejected"
+
     def __init__(self, status: int, message: str, method: str, path: str) -> None:
         super().__init__(f"{method} {path}: {status} {message}")
         self.status = status
-        self.reason = message
+        self.message = message
 
 
 class CanvasUnavailable(RetriableError):
@@ -55,7 +58,8 @@ class CanvasClient:
         base_url: the instance's root URL.
         token: the API access token (never logged).
         max_retries: attempts after the first for a transient failure.
-        low_water: below this ``X-Rate-Limit-Remaining``, calls are spaced out.
+        low_share: below this share of the highest ``X-Rate-Limit-Remaining`` seen, calls are
+            spaced out (0 turns pacing off).
         transport: an ``httpx`` transport (``MockTransport`` in unit tests).
         sleep: injectable for tests.
     """
@@ -68,7 +72,7 @@ class CanvasClient:
         timeout_s: float = 30.0,
         max_retries: int = 8,
         max_backoff_s: float = 30.0,
-        low_water: float = 100.0,
+        low_share: float = 0.15,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -80,7 +84,8 @@ class CanvasClient:
         )
         self.max_retries = max_retries
         self.max_backoff_s = max_backoff_s
-        self.low_water = low_water
+        self.low_share = low_share
+        self._peak = 0.0
         self.sleep = sleep
         self._rng = random.Random()
         self._lock = threading.Lock()
@@ -101,9 +106,13 @@ class CanvasClient:
 
     def _pace(self) -> None:
         remaining = self.remaining
-        if remaining is not None and remaining < self.low_water:
-            # the bucket drains ~10 units/s on Canvas: give it a moment in proportion
-            self.sleep(min(2.0, (self.low_water - remaining) / 100.0))
+        if remaining is None or self.low_share <= 0:
+            return
+        self._peak = max(self._peak, remaining)
+        low = self._peak * self.low_share
+        if remaining < low:
+            # let the bucket drain a little; the emptier, the longer
+            self.sleep(0.05 + 0.45 * (1 - remaining / low))
 
     def call(
         self,

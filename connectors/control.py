@@ -1,7 +1,8 @@
-"""A long-running source's small HTTP face: the change trigger, health and metrics.
+"""A long-running connector's small HTTP face: health, metrics and (sources) the change trigger.
 
 - ``POST /trigger``: the SIS announces a change (its webhook): a delta pull starts at once.
-  With a webhook secret set, the caller must send ``Authorization: Bearer <secret>``.
+  With a webhook secret set, the caller must send ``Authorization: Bearer <secret>``. Only for
+  a connector that takes triggers (``on_trigger``); 404 otherwise.
 - ``GET /healthz``: the source's state as JSON (200 while its last run succeeded, 503 otherwise).
 - ``GET /metrics``: Prometheus text format.
 """
@@ -28,7 +29,7 @@ class ControlServer:
 
     Args:
         host, port: where to listen (port 0 picks a free one; see :attr:`port`).
-        on_trigger: called for every accepted trigger.
+        on_trigger: called for every accepted trigger (None: no ``/trigger``).
         health: returns (healthy, details) for ``/healthz``.
         secret: the webhook's bearer secret; None accepts any caller (bind to loopback then).
     """
@@ -38,7 +39,7 @@ class ControlServer:
         host: str,
         port: int,
         *,
-        on_trigger: Callable[[], None],
+        on_trigger: Callable[[], None] | None = None,
         health: Callable[[], tuple[bool, dict[str, Any]]],
         secret: str | None = None,
     ) -> None:
@@ -60,7 +61,7 @@ class ControlServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)  # the payload only says "something changed"
-                if self.path.rstrip("/") != "/trigger":
+                if self.path.rstrip("/") != "/trigger" or on_trigger is None:
                     self._send(404, b'{"error": "POST /trigger"}')
                     return
                 if secret is not None:
@@ -84,7 +85,9 @@ class ControlServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="source-control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="connector-control", daemon=True
+        )
 
     def start(self) -> ControlServer:
         self._thread.start()

@@ -1,0 +1,563 @@
+"""The provisioning sink: ``lms.provisioning.v1`` in, Canvas changed, outcomes out.
+
+How it runs (``sislms lms sink``):
+
+- One consumer (group ``sislms-canvas-sink``) hands each command to one of
+  ``SISLMS_LMS_SINK_LANES`` lanes by its key, so the commands of one target are applied in order
+  and different targets at once.
+- Each command is applied by :class:`~connectors.sinks.canvas.apply.Provisioner`, and its outcome
+  goes to ``lms.provisioning.results.v1`` keyed ``<targetType>|<targetSisId>``: status, Canvas
+  id, HTTP status, error and the command's ``sequence``. Compacted, that topic is the SIS-to-LMS
+  id map, reloaded at start (:class:`ResultsIdMap`).
+- A command whose ``sequence`` is not above the last one handled for its target is skipped
+  (a redelivery or a replay): nothing is applied twice, and the newest command wins.
+- A command that needs an object Canvas does not have yet waits in its lane, without holding up
+  other targets, and is retried with backoff. Once it has waited
+  ``SISLMS_LMS_SINK_DEPENDENCY_WAIT_S`` and the sink has stopped making progress (the command it
+  needs may be queued behind thousands of others), it is dead-lettered with the reason. So is a
+  command Canvas refuses (4xx): ``dlq.lms_sink.v1`` keeps its original bytes and Canvas's
+  message. Throttling and 5xx are retried without limit (with backoff): the command is never
+  dropped.
+- An offset is committed only once every command before it in its partition has its outcome
+  (and its dead letter) on the broker: at-least-once, made exactly-once in effect by the
+  lookups before every create and the sequence check.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
+from connectors.sinks.canvas.apply import Command, DependencyMissing, Outcome, Provisioner
+from connectors.sinks.canvas.client import CanvasRejected
+from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.errors import RetriableError, SkippableError
+from streams.serde import Serdes, encode_key
+
+__all__ = ["CanvasSink", "ResultsIdMap"]
+
+log = logging.getLogger(__name__)
+
+STAGE = "lms_sink"
+#: The shortest pause before a command waiting for a dependency looks again by itself. It is
+#: woken as soon as the sink applies the command that makes the object (no polling: thousands
+#: of waiting enrollments must not spend Canvas's rate limit on lookups); looking again by
+#: itself only finds objects made outside the sink meanwhile, and decides the dead letter.
+_DEPENDENCY_LOOK_S = 30.0
+_COMMANDS = PromCounter(
+    "sislms_lms_sink_commands", "Provisioning commands handled, by action and outcome", ["action", "outcome"]
+)
+_WAITING = Gauge("sislms_lms_sink_waiting", "Commands waiting in their lane for a dependency or for Canvas")
+_IN_FLIGHT = Gauge("sislms_lms_sink_in_flight", "Commands taken from Kafka and not yet committed")
+_CALLS = Gauge(
+    "sislms_lms_sink_canvas_calls", "Canvas API calls made (with throttled and retried ones)", ["kind"]
+)
+
+
+def result_key(target_type: str, target: str) -> str:
+    return f"{target_type}|{target}"
+
+
+class ResultsIdMap:
+    """(target type, target) -> Canvas id, and the last sequence handled, from the results topic."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], str] = {}
+        self._seq: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def load(self, results: Iterable[Mapping[str, Any]]) -> ResultsIdMap:
+        for r in results:
+            key = (r["targetType"], r["targetSisId"])
+            if r.get("lmsId") is not None:
+                self._ids[key] = r["lmsId"]
+            if r["status"] in ("applied", "unchanged", "dead_lettered"):
+                self._seq[key] = max(self._seq.get(key, 0), int(r.get("sequence") or 0))
+        return self
+
+    def get(self, kind: str, sis_id: str) -> str | None:
+        with self._lock:
+            return self._ids.get((kind, sis_id))
+
+    def put(self, kind: str, sis_id: str, lms_id: str) -> None:
+        with self._lock:
+            self._ids[(kind, sis_id)] = lms_id
+
+    def sequence(self, kind: str, target: str) -> int:
+        with self._lock:
+            return self._seq.get((kind, target), 0)
+
+    def handled(self, kind: str, target: str, sequence: int) -> None:
+        with self._lock:
+            self._seq[(kind, target)] = max(self._seq.get((kind, target), 0), sequence)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+@dataclass
+class _Item:
+    """One command record on its way through a lane."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+    headers: list[tuple[str, bytes | None]]
+    first_seen: float = field(default_factory=time.monotonic)
+    lane: int = 0
+    attempts: int = 0
+    pending: int = 0  # broker deliveries still outstanding (outcome, dead letter)
+
+
+class _Offsets:
+    """Per partition: the offsets taken and which are done; the commit is the done prefix."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: dict[tuple[str, int], deque[int]] = {}
+        self._done: dict[tuple[str, int], set[int]] = {}
+
+    def take(self, item: _Item) -> None:
+        with self._lock:
+            tp = (item.topic, item.partition)
+            self._taken.setdefault(tp, deque()).append(item.offset)
+            self._done.setdefault(tp, set())
+
+    def done(self, item: _Item) -> None:
+        with self._lock:
+            done = self._done.get((item.topic, item.partition))
+            if done is not None:
+                done.add(item.offset)
+
+    def committable(self) -> list[TopicPartition]:
+        out = []
+        with self._lock:
+            for tp, taken in self._taken.items():
+                done, last = self._done[tp], None
+                while taken and taken[0] in done:
+                    last = taken.popleft()
+                    done.discard(last)
+                if last is not None:
+                    out.append(TopicPartition(tp[0], tp[1], last + 1))
+        return out
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        with self._lock:
+            for p in partitions:
+                self._taken.pop((p.topic, p.partition), None)
+                self._done.pop((p.topic, p.partition), None)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(len(t) for t in self._taken.values())
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """Try a parked key now: what it waits for has just been made."""
+
+    key: bytes | None
+
+
+class _Lane(threading.Thread):
+    """Applies the commands of the keys hashed to it, in order per key. A key whose command must
+    wait (a dependency, Canvas unavailable) is parked with its later commands behind it; other
+    keys go on."""
+
+    def __init__(
+        self, index: int, handle: Callable[[_Item], float | None], stopping: threading.Event
+    ) -> None:
+        super().__init__(name=f"canvas-lane-{index}", daemon=True)
+        self._stopping = stopping
+        self.inbox: queue.Queue[_Item | _Wake | None] = queue.Queue()
+        self._handle = handle
+        self._parked: dict[bytes | None, deque[_Item]] = {}
+        self._due: list[tuple[float, int, bytes | None]] = []
+        self._tie = 0
+        self.failure: BaseException | None = None
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._parked.values())
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # a bug: the sink stops rather than skip the command
+            self.failure = exc
+            log.exception("%s failed", self.name)
+
+    def _run(self) -> None:
+        # On stop, what is queued or parked is left: its offsets are not committed, so the
+        # commands come again to the next sink (and are found applied, or applied then).
+        while not self._stopping.is_set():
+            timeout = max(0.0, self._due[0][0] - time.monotonic()) if self._due else 0.5
+            try:
+                item = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            else:
+                if item is None:
+                    return
+                if isinstance(item, _Wake):
+                    if item.key in self._parked:
+                        self._tie += 1
+                        heapq.heappush(self._due, (0.0, self._tie, item.key))
+                elif item.key in self._parked:
+                    self._parked[item.key].append(item)
+                else:
+                    self._work(item.key, deque([item]))
+            now = time.monotonic()
+            while self._due and self._due[0][0] <= now:
+                _, _, key = heapq.heappop(self._due)
+                items = self._parked.pop(key, None)  # None: woken and done already
+                if items is not None:
+                    self._work(key, items)
+
+    def _work(self, key: bytes | None, items: deque[_Item]) -> None:
+        while items and not self._stopping.is_set():
+            wait = self._handle(items[0])
+            if wait is not None:
+                self._parked[key] = items
+                self._tie += 1
+                heapq.heappush(self._due, (time.monotonic() + wait, self._tie, key))
+                return
+            items.popleft()
+
+
+class CanvasSink:
+    """Consumes provisioning commands and applies them to Canvas (see the module docs)."""
+
+    def __init__(
+        self,
+        *,
+        consumer_conf: Mapping[str, Any],
+        producer: Producer,
+        serdes: Serdes,
+        dead_letters: DeadLetterPublisher,
+        provisioner: Provisioner,
+        ids: ResultsIdMap,
+        commands_topic: str,
+        results_topic: str,
+        lanes: int = 4,
+        dependency_wait_s: float = 300.0,
+        max_in_flight: int = 5000,
+        stage: str = STAGE,
+    ) -> None:
+        self.consumer = Consumer(
+            {
+                **consumer_conf,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+            }
+        )
+        self.producer = producer
+        self.serdes = serdes
+        self.dead_letters = dead_letters
+        self.provisioner = provisioner
+        self.ids = ids
+        self.commands_topic = commands_topic
+        self.results_topic = results_topic
+        self.dependency_wait_s = dependency_wait_s
+        self.stage = stage
+        self.max_in_flight = max_in_flight
+        self.counts: Counter[str] = Counter()
+        self._offsets = _Offsets()
+        self._stopping = threading.Event()
+        self._busy_at = time.monotonic()  # the last time commands were coming in or applied
+        #: (kind, SIS id) -> the (lane, key) of commands waiting for that object
+        self._waiters: dict[tuple[str, str], set[tuple[int, bytes | None]]] = {}
+        self._waiters_lock = threading.Lock()
+        self._lanes = [_Lane(i, self._handle, self._stopping) for i in range(lanes)]
+        self._paused = False
+        self._errors: list[str] = []
+
+    # --- one command ------------------------------------------------------------------------
+
+    def _handle(self, item: _Item) -> float | None:
+        """Apply one command; None when it is handled (its outcome queued), else seconds to wait."""
+        item.attempts += 1
+        try:
+            value = self.serdes[self.commands_topic].decode(item.value)
+        except SkippableError as exc:
+            self._dead_letter(item, exc)
+            return None
+        if value is None:
+            self._finish(item, [])
+            return None
+        command = Command.from_value(value)
+        sequence = int(value["sequence"])
+        if sequence <= self.ids.sequence(command.target_type, command.target):
+            self._count(command.action, "stale")
+            self._finish(item, [])
+            return None
+        try:
+            outcome = self.provisioner.apply(command)
+        except DependencyMissing as exc:
+            if self._may_wait(item):
+                self._wait_on(exc.kind, exc.sis_id, item)
+                return max(_DEPENDENCY_LOOK_S, self.dependency_wait_s)
+            self._refused(item, value, command, exc, None)
+            return None
+        except CanvasRejected as exc:
+            self._refused(item, value, command, exc, exc.status)
+            return None
+        except RetriableError as exc:
+            delay = min(60.0, 0.5 * 2 ** min(item.attempts, 7))
+            log.warning("canvas: %s %s: %s; again in %.0f s", command.action, command.target, exc, delay)
+            self._count(command.action, "retried")
+            return delay
+        self.ids.handled(command.target_type, command.target, sequence)
+        self._busy_at = time.monotonic()
+        self._wake(command.target_type, command.target)
+        self._count(command.action, outcome.status)
+        self._finish(
+            item,
+            [self._result(value, outcome.status, outcome, self.provisioner.client.last_status, None, item)],
+        )
+        return None
+
+    def _may_wait(self, item: _Item) -> bool:
+        """Whether a command may wait longer for a dependency. Its own command may still be
+        queued behind thousands of others (a first load), or wait for a dependency of its own, so
+        the wait goes on while the sink makes progress (takes or applies commands); ten times the
+        wait is the limit in any case."""
+        now = time.monotonic()
+        waited, quiet, limit = now - item.first_seen, now - self._busy_at, self.dependency_wait_s
+        return waited < limit or (quiet < max(limit, 10.0) and waited < 10 * limit)
+
+    def _wait_on(self, kind: str, sis_id: str, item: _Item) -> None:
+        with self._waiters_lock:
+            self._waiters.setdefault((kind, sis_id), set()).add((item.lane, item.key))
+
+    def _wake(self, kind: str, target: str) -> None:
+        with self._waiters_lock:
+            waiting = self._waiters.pop((kind, target), ())
+        for lane, key in waiting:
+            self._lanes[lane].inbox.put(_Wake(key))
+
+    def _refused(
+        self,
+        item: _Item,
+        value: Mapping[str, Any],
+        command: Command,
+        exc: SkippableError | RetriableError,
+        status: int | None,
+    ) -> None:
+        reason = exc.message if isinstance(exc, CanvasRejected) else str(exc)
+        error: SkippableError = exc if isinstance(exc, SkippableError) else _Waited(str(exc))
+        self.ids.handled(command.target_type, command.target, int(value["sequence"]))
+        self._count(command.action, "dead_lettered")
+        result = self._result(value, "dead_lettered", Outcome("dead_lettered", None), status, reason, item)
+        self._finish(item, [result], error)
+
+    def _result(
+        self,
+        value: Mapping[str, Any],
+        status: str,
+        outcome: Outcome,
+        http: int | None,
+        error: str | None,
+        item: _Item,
+    ) -> dict[str, Any]:
+        return {
+            "commandId": value["commandId"],
+            "action": value["action"],
+            "targetType": value["targetType"],
+            "targetSisId": value["targetSisId"],
+            "status": status,
+            "lmsId": outcome.lms_id or self.ids.get(value["targetType"], value["targetSisId"]),
+            "httpStatus": http,
+            "error": error[:1000] if error else None,
+            "sequence": int(value["sequence"]),
+            "attempt": item.attempts,
+            "appliedAt": datetime.now(UTC),
+            "meta": value["meta"],
+        }
+
+    def _finish(
+        self, item: _Item, results: list[dict[str, Any]], error: SkippableError | None = None
+    ) -> None:
+        """Queue the outcome (and the dead letter); the offset is done when the broker has them."""
+        item.pending = len(results) + (error is not None)
+        if item.pending == 0:
+            self._offsets.done(item)
+            return
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                self._errors.append(str(err))
+                return  # never done: the sink stops and the command comes again
+            item.pending -= 1
+            if item.pending == 0:
+                self._offsets.done(item)
+
+        serde = self.serdes[self.results_topic]
+        for r in results:
+            key = encode_key(result_key(r["targetType"], r["targetSisId"]))
+            self.producer.produce(self.results_topic, key=key, value=serde.encode(r), on_delivery=delivered)
+        if error is not None:
+            position = SourcePosition(
+                item.topic, item.partition, item.offset, item.timestamp_ms, tuple(item.headers)
+            )
+            self.dead_letters.send(
+                self.stage, error, key=item.key, value=item.value, source=position, on_delivery=delivered
+            )
+
+    def _dead_letter(self, item: _Item, exc: SkippableError) -> None:
+        self._count("undecodable", "dead_lettered")
+        self._finish(item, [], exc)
+
+    def _count(self, action: str, outcome: str) -> None:
+        self.counts[outcome] += 1
+        _COMMANDS.labels(action, outcome).inc()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        failed = [lane.name for lane in self._lanes if lane.failure is not None]
+        client = self.provisioner.client
+        return not failed and not self._errors, {
+            "status": "ok" if not failed and not self._errors else "failing",
+            "counts": dict(self.counts),
+            "in_flight": self._offsets.in_flight(),
+            "waiting": sum(lane.waiting() for lane in self._lanes),
+            "id_map": len(self.ids),
+            "canvas": {
+                "calls": client.calls,
+                "retries": client.retries,
+                "throttled": client.throttled,
+                "remaining": client.remaining,
+            },
+            "failed_lanes": failed,
+        }
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        self._offsets.forget(partitions)
+
+    def _commit(self) -> None:
+        self.producer.poll(0)
+        offsets = self._offsets.committable()
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: take commands, hand them to the lanes, commit what is done."""
+        for lane in self._lanes:
+            lane.start()
+        self.consumer.subscribe([self.commands_topic], on_revoke=self._on_revoke)
+        last_commit = last_log = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._check()
+                batch = self.consumer.consume(500, timeout=0.2)
+                taken = len(batch)
+                for msg in batch:
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consume: %s", error)
+                        continue
+                    headers = _headers(msg.headers())
+                    item = _Item(
+                        str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), msg.key(),
+                        msg.value(), msg.timestamp()[1], headers,
+                    )  # fmt: skip
+                    self._offsets.take(item)
+                    item.lane = zlib.crc32(item.key or b"") % len(self._lanes)
+                    self._lanes[item.lane].inbox.put(item)
+                self.producer.poll(0)
+                self._throttle_intake()
+                now = time.monotonic()
+                if taken or any(lane.inbox.qsize() for lane in self._lanes):
+                    self._busy_at = now
+                if now - last_commit >= 1.0:
+                    self._commit()
+                    last_commit = now
+                if now - last_log >= 30.0:
+                    self._report()
+                    last_log = now
+        finally:
+            self._stopping.set()
+            for lane in self._lanes:
+                lane.inbox.put(None)
+            for lane in self._lanes:
+                lane.join(timeout=30)
+            self.producer.flush(30)
+            self._commit()
+            self._report()
+            self.consumer.close()
+
+    def _throttle_intake(self) -> None:
+        in_flight = self._offsets.in_flight()
+        _IN_FLIGHT.set(in_flight)
+        _WAITING.set(sum(lane.waiting() for lane in self._lanes))
+        client = self.provisioner.client
+        for kind, value in (
+            ("all", client.calls),
+            ("retried", client.retries),
+            ("throttled", client.throttled),
+        ):
+            _CALLS.labels(kind).set(value)
+        assignment = self.consumer.assignment()
+        if not self._paused and in_flight >= self.max_in_flight and assignment:
+            self.consumer.pause(assignment)
+            self._paused = True
+        elif self._paused and in_flight < self.max_in_flight // 2:
+            self.consumer.resume(assignment)
+            self._paused = False
+
+    def _check(self) -> None:
+        for lane in self._lanes:
+            if lane.failure is not None:
+                raise RuntimeError(f"{lane.name} failed: {lane.failure!r}") from lane.failure
+        if self._errors:
+            raise RetriableError(f"the broker refused outcomes or dead letters: {self._errors[:3]}")
+
+    def _report(self) -> None:
+        h = self.health()[1]
+        calls = h["canvas"]
+        log.info(
+            "canvas sink: %s; in flight %d, waiting %d; canvas calls %d (retried %d, throttled %d)",
+            ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing yet",
+            h["in_flight"], h["waiting"], calls["calls"], calls["retries"], calls["throttled"],
+        )  # fmt: skip
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
+    pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
+
+
+class _Waited(SkippableError):
+    """A dependency that never reached Canvas within the wait."""
+
+    reason = "dependency_missing"
+
+
+def load_id_map(conf: Mapping[str, Any], serdes: Serdes, topic: str) -> ResultsIdMap:
+    """The id map from the results topic, read to its end."""
+    from streams.compacted import read_to_end
+
+    serde = serdes[topic]
+    values = (serde.decode(m.value()) for m in read_to_end(dict(conf), topic) if m.value() is not None)
+    ids = ResultsIdMap().load(v for v in values if v is not None)
+    log.info("canvas sink: id map of %d targets loaded from %s", len(ids), topic)
+    return ids
