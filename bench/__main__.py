@@ -59,6 +59,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep each roster run's worker logs and state in DIR and its topics on the broker (post-mortem)",
     )
     p.add_argument(
+        "--roster-resume",
+        metavar="DIR",
+        help="take up the roster run whose work dir is DIR (its load stopped, e.g. by a session's end): "
+        "workers start again on its state and topics; the load time adds the time before",
+    )
+    p.add_argument(
+        "--roster-resumed-after",
+        type=float,
+        metavar="S",
+        help="with --roster-resume, for a run that saved no progress.json: its load seconds so far",
+    )
+    p.add_argument(
         "--sis-users",
         default="25000,250000",
         help="district sizes (students + staff) of the SIS snapshot runs, comma separated "
@@ -148,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = [2000] if args.quick and args.roster_users == "25000,250000" else args.roster_users.split(",")
         measurements += run_roster(
-            kernel, [int(s) for s in sizes], workers=args.roster_workers, keep=args.roster_keep
-        )
+            kernel, [int(s) for s in sizes], workers=args.roster_workers, keep=args.roster_keep,
+            resume=args.roster_resume, resumed_after=args.roster_resumed_after,
+        )  # fmt: skip
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,46 @@ def _processed(ports: list[int]) -> int:
     return total
 
 
+@dataclass
+class _Progress:
+    """Where a roster run is, saved in its work dir every minute (``progress.json``), so that a
+    load stopped by a session's end can be resumed (``--roster-resume DIR``)."""
+
+    work: Path
+    tag: str
+    users: int
+    elapsed_s: float = 0.0  # load time before this process took the run over
+    seen: int = 0
+    resumed: int = 0
+
+    def save(self) -> None:
+        data = {
+            "tag": self.tag,
+            "users": self.users,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "seen": self.seen,
+        }
+        (self.work / "progress.json").write_text(json.dumps({**data, "resumed": self.resumed}))
+
+    @classmethod
+    def load(cls, work: Path, users: int | None, elapsed_s: float | None) -> _Progress:
+        saved = json.loads((work / "progress.json").read_text()) if (work / "progress.json").exists() else {}
+        [topology] = sorted(work.glob("topology-*.yaml"))
+        tag = saved.get("tag") or topology.stem.removeprefix("topology-")
+        users = saved.get("users") or users  # the run's own size wins over the default sizes
+        elapsed_s = elapsed_s if elapsed_s is not None else saved.get("elapsed_s")
+        if users is None or elapsed_s is None:
+            raise SystemExit(f"{work}: no progress.json; give --roster-users and --roster-resumed-after")
+        return cls(
+            work,
+            tag,
+            int(users),
+            float(elapsed_s),
+            int(saved.get("seen", 0)),
+            int(saved.get("resumed", 0)) + 1,
+        )
+
+
 def run_roster(
     kernel: Kernel,
     sizes: list[int],
@@ -259,159 +300,209 @@ def run_roster(
     rate: float = 50.0,
     workers: int = 1,
     keep: str | None = None,
+    resume: str | None = None,
+    resumed_after: float | None = None,
 ) -> list[Measurement]:
+    """One roster run per size; with ``resume``, the run whose work dir that is, taken up where
+    its load stopped (the load time adds what it had before)."""
     out: list[Measurement] = []
-    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    if resume is not None:
+        progress = _Progress.load(Path(resume), sizes[0] if sizes else None, resumed_after)
+        out += _load_and_measure(kernel, progress, None, changes, rate, workers, keep)
+        return out
     for users in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             proc, url, counts = _serve(users, work)
-            tag = uuid.uuid4().hex[:8]
-            catalog, sis, renamed, map_file = _topics(kernel, tag, work)
-            procs: list[subprocess.Popen[bytes]] = []
+            progress = _Progress(work, uuid.uuid4().hex[:8], users)
             try:
-                serdes = Serdes(kernel.registry, catalog, validate=False)
-                source = rest_source(kernel, url, catalog, sis, work, f"bench_{tag}", entities=ROSTERING)
+                catalog, sis, _, _ = _topics(kernel, progress.tag, work)
+                source = rest_source(
+                    kernel, url, catalog, sis, work, f"bench_{progress.tag}", entities=ROSTERING
+                )
                 t = time.perf_counter()
                 report = source.sync_once()
                 log.info(
-                    "snapshot of %d users: %d records in %.0f s",
-                    users,
-                    report.total("upserts"),
-                    time.perf_counter() - t,
-                )
-                decoded, t = 0, time.perf_counter()
-                for topic in sis.values():
-                    serde = serdes[topic]
-                    for m in read_to_end(conf, topic, timeout_s=3600):
-                        serde.decode(m.value())
-                        decoded += 1
-                dec_s = time.perf_counter() - t
-                group = f"bench-roster-{tag}"
-                port = 19400 + int(tag[:3], 16) % 500
-                env = {
-                    **os.environ,
-                    "SISLMS_TOPOLOGY_FILE": str(work / f"topology-{tag}.yaml"),
-                    "SISLMS_ROSTER_APP_ID": group,
-                    "SISLMS_STATE_DIR": str(work / "state"),
-                    "SISLMS_ROSTER_AS_OF": AS_OF,
-                    "SISLMS_LOG_LEVEL": "INFO" if keep else "WARNING",
-                }
-                ports = [port + i for i in range(workers)]
-                for i, p in enumerate(ports):
-                    log_file = (work / f"worker-{i}.log").open("wb")
-                    procs.append(
-                        subprocess.Popen(
-                            [
-                                *(sys.executable, "-m", "sislms.cli", "worker", "--name", f"w{i}"),
-                                *("--port", str(p), "--topic-map", str(map_file)),
-                            ],
-                            env=env,
-                            stdout=log_file,
-                            stderr=subprocess.STDOUT,
-                        )
-                    )
-                while True:
-                    with contextlib.suppress(httpx.HTTPError):
-                        if httpx.get(f"http://127.0.0.1:{ports[0]}/healthz", timeout=2).json()[
-                            "assigned_partitions"
-                        ]:
-                            break
-                    _check_alive(procs, work)
-                    time.sleep(0.5)
-                t = time.perf_counter()
-                topics = list(RosterTopics.renamed(renamed).inputs())
-                shown = t
-                last_seen, moved = -1, t
-                while True:
-                    done, records = group_caught_up(conf, group, topics)
-                    if done:
-                        break
-                    _check_alive(procs, work)
-                    if time.perf_counter() - shown >= 60:
-                        shown = time.perf_counter()
-                        seen = _processed(ports)
-                        if seen != last_seen:
-                            last_seen, moved = seen, shown
-                        elif shown - moved >= STALL_S:
-                            raise _Stalled(
-                                f"initial load stalled: no record processed for {shown - moved:.0f} s and "
-                                f"the group {group} has not committed to the end"
-                            )
-                        log.info(
-                            "initial load: %d of %d agent records so far (%.0f/s), %.0f s",
-                            seen, records, seen / (shown - t), shown - t,
-                        )  # fmt: skip
-                    time.sleep(2)
-                load_s = time.perf_counter() - t
-                commands = _count(conf, renamed["lms.provisioning.v1"])
-                log.info(
-                    "initial load: %d commands from %d agent records in %.0f s", commands, records, load_s
-                )
-                check = _end_state_check(
-                    conf, serdes, sis, renamed["lms.provisioning.v1"], kernel.settings.roles_file
-                )
-                log.info("initial load: %s", check)
-                lat, span = _latency(kernel, catalog, sis, renamed, changes, rate)
+                    "snapshot of %d users: %d records in %.0f s (work dir %s)",
+                    users, report.total("upserts"), time.perf_counter() - t, work,
+                )  # fmt: skip
             finally:
-                for w in procs:
-                    w.terminate()
-                for w in procs:
-                    with contextlib.suppress(Exception):
-                        w.wait(60)
                 proc.terminate()
                 proc.wait(timeout=30)
-                if keep:
-                    kept = Path(keep) / tag
-                    shutil.copytree(work, kept, ignore=shutil.ignore_patterns("*.sqlite*"))
-                    log.info("kept the worker logs and state in %s and the topics (tag %s)", kept, tag)
-                else:
-                    _delete(
-                        kernel,
-                        [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"],
-                    )
-        label = f"{users:,} users" + (f", {workers} workers" if workers > 1 else "")
-        sis_records = sum(counts.get(e, 0) for e in ROSTERING)
-        out.append(
-            Measurement(
-                "roster",
-                f"initial load: provisioning commands ({label}, {sis_records:,} sis records)",
-                "commands/s",
-                commands,
-                [Run(commands, load_s)],
-                note=f"{load_s:.0f} s; {check}",
-            )
-        )
-        out.append(
-            Measurement(
-                "roster",
-                f"initial load: agent records, sis and internal ({label})",
-                "records/s",
-                records,
-                [Run(records, load_s)],
-            )
-        )
-        out.append(
-            Measurement(
-                "roster",
-                f"consume + decode the sis topics ({label})",
-                "records/s",
-                decoded,
-                [Run(decoded, dec_s)],
-            )
-        )
-        if lat:
-            q = statistics.quantiles(lat, n=100)
-            p50, p99 = statistics.median(lat), q[98]
-            note = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(lat)} changes at {rate:.0f}/s"
-            out.append(
-                Measurement(
-                    "roster",
-                    f"change latency: sis.users record -> update_user ({label})",
-                    "changes/s",
-                    len(lat),
-                    [Run(len(lat), span)],
-                    note=note,
-                )
-            )
+            progress.save()
+            sis_records = sum(counts.get(e, 0) for e in ROSTERING)
+            out += _load_and_measure(kernel, progress, sis_records, changes, rate, workers, keep)
     return out
+
+
+def _load_and_measure(
+    kernel: Kernel,
+    progress: _Progress,
+    sis_records: int | None,
+    changes: int,
+    rate: float,
+    workers: int,
+    keep: str | None,
+) -> list[Measurement]:
+    out: list[Measurement] = []
+    conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
+    work, tag, users = progress.work, progress.tag, progress.users
+    catalog = load_catalog(work / f"topology-{tag}.yaml", kernel.settings.schemas_dir)
+    map_file = work / "topic-map.json"
+    renamed: dict[str, str] = json.loads(map_file.read_text())
+    sis = {ent.name: renamed[ent.topic] for ent in ENTITIES if ent.name in ROSTERING}
+    if sis_records is None:
+        sis_records = sum(_count(conf, topic) for topic in sis.values())
+    serdes = Serdes(kernel.registry, catalog, validate=False)
+    decoded, t = 0, time.perf_counter()
+    for topic in sis.values():
+        serde = serdes[topic]
+        for m in read_to_end(conf, topic, timeout_s=3600):
+            serde.decode(m.value())
+            decoded += 1
+    dec_s = time.perf_counter() - t
+    group = f"bench-roster-{tag}"
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = [19400 + int(tag[:3], 16) % 500 + i for i in range(workers)]
+    try:
+        procs = _start_workers(work, tag, group, ports, map_file, verbose=keep is not None)
+        records, load_s = _wait_for_load(
+            conf, group, list(RosterTopics.renamed(renamed).inputs()), procs, ports, progress
+        )
+        commands = _count(conf, renamed["lms.provisioning.v1"])
+        log.info("initial load: %d commands from %d agent records in %.0f s", commands, records, load_s)
+        check = _end_state_check(
+            conf, serdes, sis, renamed["lms.provisioning.v1"], kernel.settings.roles_file
+        )
+        log.info("initial load: %s", check)
+        lat, span = _latency(kernel, catalog, sis, renamed, changes, rate)
+    finally:
+        for w in procs:
+            w.terminate()
+        for w in procs:
+            with contextlib.suppress(Exception):
+                w.wait(60)
+        if keep:
+            kept = Path(keep) / tag
+            shutil.copytree(work, kept, ignore=shutil.ignore_patterns("*.sqlite*"), dirs_exist_ok=True)
+            log.info("kept the worker logs and state in %s and the topics (tag %s)", kept, tag)
+        else:
+            _delete(kernel, [t for t in renamed.values() if t.startswith("bench.")] + [f"dlq.bench_{tag}.v1"])
+    if progress.resumed:
+        check += f"; resumed {progress.resumed} time(s), load time summed over the runs"
+    label = f"{users:,} users" + (f", {workers} workers" if workers > 1 else "")
+    out.append(
+        Measurement(
+            "roster",
+            f"initial load: provisioning commands ({label}, {sis_records:,} sis records)",
+            "commands/s",
+            commands,
+            [Run(commands, load_s)],
+            note=f"{load_s:.0f} s; {check}",
+        )
+    )
+    out.append(
+        Measurement(
+            "roster",
+            f"initial load: agent records, sis and internal ({label})",
+            "records/s",
+            records,
+            [Run(records, load_s)],
+        )
+    )
+    out.append(
+        Measurement(
+            "roster",
+            f"consume + decode the sis topics ({label})",
+            "records/s",
+            decoded,
+            [Run(decoded, dec_s)],
+        )
+    )
+    if lat:
+        q = statistics.quantiles(lat, n=100)
+        p50, p99 = statistics.median(lat), q[98]
+        note = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(lat)} changes at {rate:.0f}/s"
+        out.append(
+            Measurement(
+                "roster",
+                f"change latency: sis.users record -> update_user ({label})",
+                "changes/s",
+                len(lat),
+                [Run(len(lat), span)],
+                note=note,
+            )
+        )
+    return out
+
+
+def _start_workers(
+    work: Path, tag: str, group: str, ports: list[int], map_file: Path, *, verbose: bool
+) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "SISLMS_TOPOLOGY_FILE": str(work / f"topology-{tag}.yaml"),
+        "SISLMS_ROSTER_APP_ID": group,
+        "SISLMS_STATE_DIR": str(work / "state"),
+        "SISLMS_ROSTER_AS_OF": AS_OF,
+        "SISLMS_LOG_LEVEL": "INFO" if verbose else "WARNING",
+    }
+    procs = []
+    for i, p in enumerate(ports):
+        log_file = (work / f"worker-{i}.log").open("ab")
+        procs.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "sislms.cli", "worker", "--name", f"w{i}"),
+                    *("--port", str(p), "--topic-map", str(map_file)),
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{ports[0]}/healthz", timeout=2).json()["assigned_partitions"]:
+                return procs
+        _check_alive(procs, work)
+        time.sleep(0.5)
+
+
+def _wait_for_load(
+    conf: dict[str, Any],
+    group: str,
+    topics: list[str],
+    procs: list[subprocess.Popen[bytes]],
+    ports: list[int],
+    progress: _Progress,
+) -> tuple[int, float]:
+    """Until the group has committed every input record: (records, load seconds, with the time
+    of the runs before a resume). Logs progress every minute and saves it for a resume."""
+    t = time.perf_counter()
+    before = progress.elapsed_s
+    shown = t
+    last_seen, moved = -1, t
+    while True:
+        done, records = group_caught_up(conf, group, topics)
+        if done:
+            return records, before + time.perf_counter() - t
+        _check_alive(procs, progress.work)
+        if time.perf_counter() - shown >= 60:
+            shown = time.perf_counter()
+            seen = _processed(ports)
+            if seen != last_seen:
+                last_seen, moved = seen, shown
+            elif shown - moved >= STALL_S:
+                raise _Stalled(
+                    f"initial load stalled: no record processed for {shown - moved:.0f} s and "
+                    f"the group {group} has not committed to the end"
+                )
+            progress.elapsed_s, progress.seen = before + shown - t, seen
+            progress.save()
+            log.info(
+                "initial load: %d of %d agent records processed by these workers (%.0f/s), %.0f s "
+                "(%.0f s with the runs before)",
+                seen, records, seen / (shown - t), shown - t, progress.elapsed_s,
+            )  # fmt: skip
+        time.sleep(2)
