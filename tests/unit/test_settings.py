@@ -47,6 +47,7 @@ def test_environment_names_existing_services(monkeypatch: pytest.MonkeyPatch) ->
 def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SISLMS_SCHEMA_REGISTRY_BASIC_AUTH", "user:hunter2")
     monkeypatch.setenv("SISLMS_SIS_CLIENT_SECRET", "sis-hunter3")
+    monkeypatch.setenv("SISLMS_LMS_TOKEN", "lms-hunter4")
     s = Settings()
     assert set(s.secrets) == {
         "kafka_sasl_password",
@@ -54,9 +55,10 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
         "postgres_dsn",
         "sis_client_secret",
         "sis_webhook_secret",
+        "lms_token",
     }
     for text in (repr(s), str(s.as_dict())):
-        assert "hunter2" not in text and "sis-hunter3" not in text
+        assert "hunter2" not in text and "sis-hunter3" not in text and "lms-hunter4" not in text
     assert s.as_dict()["schema_registry_basic_auth"] == "**********"
 
 
