@@ -135,16 +135,21 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
-def ground_truth(sim: SisSimulator, kernel: Kernel) -> dict[str, dict[str, Any]]:
-    """The simulator's live records of each rostering collection, converted to their contract."""
+def change_meta() -> dict[str, Any]:
+    """The change metadata (``ChangeMeta``) of records a test makes itself."""
     now = datetime.now(UTC)
-    meta = {
+    return {
         "source": "test",
         "sourceChangedAt": now,
         "ingestedAt": now,
         "traceId": "t",
         "sourceVersion": None,
     }
+
+
+def ground_truth(sim: SisSimulator, kernel: Kernel) -> dict[str, dict[str, Any]]:
+    """The simulator's live records of each rostering collection, converted to their contract."""
+    meta = change_meta()
     out: dict[str, dict[str, Any]] = {}
     for ent in ENTITIES:
         if ent.name not in ("orgs", "academicSessions", "courses", "classes", "users", "enrollments"):

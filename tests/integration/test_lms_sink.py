@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from streams.roster.plan import plan_district
 from streams.serde import encode_key
 from streams.settings import Settings
 from streams.topology import apply
-from tests.integration.roster_support import AS_OF, ground_truth
+from tests.integration.roster_support import AS_OF, change_meta, ground_truth
 from tests.integration.sis_support import read_topic, start_simulator, wait_for
 
 TOKEN = "integration-lms-token"
@@ -107,14 +106,7 @@ def rig(
 
 def _commands(targets: dict[str, Target]) -> list[dict[str, Any]]:
     """The commands the roster agents would emit for these targets from nothing (sequence 1)."""
-    now = datetime.now(UTC)
-    meta = {
-        "source": "test",
-        "sourceChangedAt": now,
-        "ingestedAt": now,
-        "traceId": "t",
-        "sourceVersion": None,
-    }
+    meta = change_meta()
     out = []
     for key, target in sorted(targets.items()):
         commands, _ = diff({}, {key: target})

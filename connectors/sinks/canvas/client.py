@@ -25,6 +25,7 @@ import httpx
 
 from connectors.canvas.protocol import RATE_LIMIT_REMAINING, error_message, is_rate_limited
 from connectors.oneroster.paging import next_url
+from connectors.retry import backoff_delay
 from streams.errors import RetriableError, SkippableError
 
 __all__ = ["CanvasClient", "CanvasRejected", "CanvasUnavailable"]
@@ -100,9 +101,7 @@ class CanvasClient:
         self.http.close()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, 300.0)
-        return min(self.max_backoff_s, 0.5 * 2**attempt) * (0.5 + self._rng.random() / 2)
+        return backoff_delay(attempt, retry_after, self.max_backoff_s, self._rng)
 
     def _pace(self) -> None:
         remaining = self.remaining

@@ -27,6 +27,7 @@ from connectors.oneroster.errors import error_from_response
 from connectors.oneroster.models import Entity
 from connectors.oneroster.paging import total_count
 from connectors.oneroster.query import Query
+from connectors.retry import backoff_delay
 from streams.errors import RetriableError, SkippableError
 
 __all__ = ["BadPayload", "OneRosterClient", "Page"]
@@ -91,9 +92,7 @@ class OneRosterClient:
         self.http.close()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, 300.0)
-        return min(self.max_backoff_s, 0.5 * 2**attempt) * (0.5 + self._rng.random() / 2)
+        return backoff_delay(attempt, retry_after, self.max_backoff_s, self._rng)
 
     def get_page(self, entity: Entity, query: Query) -> Page:
         """One page of a collection, retried while the failure is transient."""
