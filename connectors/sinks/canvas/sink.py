@@ -193,7 +193,8 @@ class _Lane(threading.Thread):
         self.failure: BaseException | None = None
 
     def waiting(self) -> int:
-        return sum(len(q) for q in self._parked.values())
+        # called from other threads: list() copies the values at once (under the GIL)
+        return sum(len(q) for q in list(self._parked.values()))
 
     def run(self) -> None:
         try:
