@@ -535,7 +535,7 @@ class Roster:
                     try:
                         await consumer.wait_for_stopped_flow()  # Faust's way to seek elsewhere
                         await asyncio.sleep(0.1)  # the record being handed over, if any
-                        await consumer.seek_wait({tp: hole.start})
+                        await consumer.seek_wait(_refetch_positions(consumer, tp, hole.start))
                         consumer._read_offset[tp] = hole.start or None
                     finally:
                         consumer.resume_flow()
@@ -922,6 +922,20 @@ def _prune_classes(person: dict[str, Any]) -> None:
     left = [c for c in person["cl"] if c not in enrolled]
     for klass in left[: max(0, len(left) - KEEP_LEFT_CLASSES)]:
         del person["cl"][klass]
+
+
+def _refetch_positions(consumer: Any, tp: Any, start: int) -> dict[Any, int]:
+    """Where the fetch must stand after a flow stop: ``tp`` at ``start`` (read again), and every
+    other assigned partition at the record after the last one Faust handed over. A flow stop drops
+    the rest of the batch being handed over, of every partition, while the fetch position has
+    moved past it: left there, those records would be skipped."""
+    positions = {}
+    for other in consumer.assignment():
+        last = consumer._read_offset.get(other)
+        if other != tp and last is not None:
+            positions[other] = last + 1
+    positions[tp] = start
+    return positions
 
 
 def _in_flight_below(unacked: Any, tp: Any, offset: int) -> bool:
