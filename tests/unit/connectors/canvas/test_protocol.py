@@ -46,7 +46,9 @@ def test_sis_refs_are_url_encoded() -> None:
     (3, 25, {"current": 3, "prev": 2, "first": 1, "last": 3}),
     (1, 0, {"current": 1, "first": 1, "last": 1}),
 ])  # fmt: skip
-def test_page_links_name_every_relation_and_keep_the_query(page: int, total: int, rels: dict[str, int]) -> None:  # noqa: E501
+def test_page_links_name_every_relation_and_keep_the_query(
+    page: int, total: int, rels: dict[str, int]
+) -> None:
     url = f"http://lms/api/v1/x?type%5B%5D=T&page={page}&per_page=10"
     header = page_links(url, page=page, per_page=10, total=total)
     links = parse_link_header(header)
