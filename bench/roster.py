@@ -230,6 +230,8 @@ def _end_state_check(
 
 #: A load whose workers process nothing for this long, without the group at the end, stalled.
 STALL_S = 180
+#: Before their first record, workers may be restoring their tables (a resumed run): that long.
+RECOVERY_S = 1800
 
 
 class _Stalled(SystemExit):
@@ -493,7 +495,7 @@ def _wait_for_load(
             seen = _processed(ports)
             if seen != last_seen:
                 last_seen, moved = seen, shown
-            elif shown - moved >= STALL_S:
+            elif shown - moved >= (STALL_S if seen else RECOVERY_S):
                 raise _Stalled(
                     f"initial load stalled: no record processed for {shown - moved:.0f} s and "
                     f"the group {group} has not committed to the end"
