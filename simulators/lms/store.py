@@ -804,8 +804,12 @@ class CanvasStore:
 
     # --- assignments and submissions ---------------------------------------------------------
 
-    def create_assignment(self, course_ref: str | int, params: Mapping[str, Any]) -> Obj:
+    def create_assignment(
+        self, course_ref: str | int, params: Mapping[str, Any], at: str | None = None
+    ) -> Obj:
+        """A new assignment; ``at`` (default now) stamps ``created_at`` and ``updated_at``."""
         with self.lock:
+            when = at or _now()
             course = self.course(course_ref)
             a = params.get("assignment") or {}
             name = _text(a.get("name"))
@@ -819,8 +823,8 @@ class CanvasStore:
                 "points_possible": float(a.get("points_possible") or 0),
                 "grading_type": a.get("grading_type") or "points",
                 "published": _flag(a.get("published", True)),
-                "created_at": _now(),
-                "updated_at": _now(),
+                "created_at": when,
+                "updated_at": when,
                 "workflow_state": "published" if _flag(a.get("published", True)) else "unpublished",
             }
             self.assignments[assignment["id"]] = assignment
@@ -900,11 +904,18 @@ class CanvasStore:
             return sub
 
     def grade(
-        self, course_ref: str | int, assignment_ref: str | int, user_ref: str | int, params: Mapping[str, Any]
+        self,
+        course_ref: str | int,
+        assignment_ref: str | int,
+        user_ref: str | int,
+        params: Mapping[str, Any],
+        at: str | None = None,
     ) -> Obj:
         """A teacher grades: ``posted_grade`` (points, "85%", or a letter passed through),
-        ``excuse``, ``late_policy_status`` (late, missing, extended, none)."""
+        ``excuse``, ``late_policy_status`` (late, missing, extended, none); ``at`` (default now)
+        stamps ``graded_at``."""
         with self.lock:
+            when = at or _now()
             assignment = self.assignment(course_ref, assignment_ref)
             user = self.user(user_ref)
             s = params.get("submission") or {}
@@ -912,11 +923,11 @@ class CanvasStore:
             before = (sub["score"], sub["grade"], sub["excused"])
             if "posted_grade" in s:
                 sub["score"], sub["grade"] = self._posted(assignment, s["posted_grade"])
-                sub.update(graded_at=_now(), workflow_state="graded", excused=False)
+                sub.update(graded_at=when, workflow_state="graded", excused=False)
             if "excuse" in s:
                 sub["excused"] = _flag(s["excuse"])
                 if sub["excused"]:
-                    sub.update(score=None, grade=None, graded_at=_now(), workflow_state="graded")
+                    sub.update(score=None, grade=None, graded_at=when, workflow_state="graded")
             if "late_policy_status" in s:
                 status = s["late_policy_status"]
                 if status not in ("late", "missing", "extended", "none", None):
