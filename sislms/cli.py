@@ -233,7 +233,9 @@ def lms_serve(
         typer.Option(help="Throttle bucket size per token (Canvas: 700; 0 turns throttling off)."),
     ] = None,
 ) -> None:
-    """Run the Canvas-compatible LMS simulator (foreground); token: SISLMS_LMS_TOKEN or the local one."""
+    """Run the Canvas-compatible LMS simulator (foreground); token: SISLMS_LMS_TOKEN or the local one.
+    It sends Canvas Live Events to the event receiver (SISLMS_LMS_SIMULATOR_EVENTS); POST
+    /_sim/activity {"days": N} plays N school days of student and teacher activity."""
     from simulators.lms.app import Throttle
     from sislms.lms import build_lms_simulator
 
@@ -256,6 +258,41 @@ def lms_sink() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run_sink(_settings(), stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@lms_app.command("receive")
+def lms_receive(
+    port: Annotated[int | None, typer.Option(help="Port (default: SISLMS_LMS_EVENTS_PORT).")] = None,
+) -> None:
+    """Run the LMS event receiver: Canvas Live Events and Caliper envelopes on POST /events
+    (Bearer SISLMS_LMS_EVENTS_TOKEN), into lms.events.raw.v1; /healthz and /metrics."""
+    from sislms.lms import build_receiver
+
+    server, _, producer = build_receiver(_settings(), port=port)
+    typer.echo(f"LMS event receiver on {server.url}/events")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.close()
+
+
+@lms_app.command("events")
+def lms_events() -> None:
+    """Run the events processor: lms.events.raw.v1 deduplicated and ordered into
+    lms.assignments.v1, lms.submissions.v1, lms.grades.v1 and lms.activity.v1."""
+    import signal
+    import threading
+
+    from sislms.lms import run_events_processor
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_events_processor(_settings(), stop)
     except KeyboardInterrupt:
         stop.set()
 

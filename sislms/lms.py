@@ -1,23 +1,38 @@
-"""Builds the LMS side from settings: the Canvas simulator and the provisioning sink."""
+"""Builds the LMS side from settings: the Canvas simulator, the provisioning sink, the event
+receiver and the events processor."""
 
 from __future__ import annotations
 
 import threading
 
 from connectors.control import ControlServer
+from connectors.lms_events.receiver import EventReceiver
 from connectors.sinks.canvas.apply import Provisioner
 from connectors.sinks.canvas.client import CanvasClient
 from connectors.sinks.canvas.sink import CanvasSink, load_id_map
 from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
+from simulators.serving import AppServer
 from sislms.local_secrets import local_secret
 from sislms.wiring import Kernel
+from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ConfigError
-from streams.kafka import client_config
+from streams.kafka import client_config, consumer_config, producer_config
+from streams.lms.processor import EventsProcessor
 from streams.settings import Settings
 
-__all__ = ["build_lms_simulator", "build_sink", "lms_token", "lms_url", "run_sink"]
+__all__ = [
+    "build_events_processor",
+    "build_lms_simulator",
+    "build_receiver",
+    "build_sink",
+    "events_token",
+    "lms_token",
+    "lms_url",
+    "run_events_processor",
+    "run_sink",
+]
 
 COMMANDS = "lms.provisioning.v1"
 RESULTS = "lms.provisioning.results.v1"
@@ -39,10 +54,14 @@ def lms_url(settings: Settings) -> str:
 def build_lms_simulator(
     settings: Settings, *, port: int | None = None, throttle: Throttle | None = None
 ) -> LmsSimulator:
+    events = settings.lms_simulator_events
     config = LmsConfig(
         port=settings.lms_simulator_port if port is None else port,
         token=lms_token(settings),
         throttle=throttle or Throttle(),
+        events_url=f"http://127.0.0.1:{settings.lms_events_port}/events" if events else None,
+        events_token=events_token(settings) if events else "",
+        events_format=settings.lms_simulator_events_format,
     )
     return LmsSimulator(config)
 
@@ -98,3 +117,80 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
     finally:
         control.stop()
         sink.provisioner.client.close()
+
+
+def events_token(settings: Settings) -> str:
+    """The Bearer token LMS event senders present: from the environment, or made once locally."""
+    if settings.lms_events_token is not None:
+        return settings.lms_events_token.get_secret_value()
+    return local_secret(settings.state_dir, "lms-events-token")
+
+
+def build_receiver(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    port: int | None = None,
+    raw_topic: str = "lms.events.raw.v1",
+    stage: str = "lms_ingest",
+) -> tuple[AppServer, EventReceiver, ConfirmedProducer]:
+    """The event receiver and the server that runs it (not started)."""
+    kernel = kernel or Kernel(settings)
+    producer = ConfirmedProducer(
+        producer_config(settings, kernel.endpoints.kafka_bootstrap, **{"message.max.bytes": 2_097_152}),
+        name="lms-events-producer",
+    )
+    receiver = EventReceiver(
+        producer=producer,
+        serdes=kernel.serdes,
+        dead_letters=DeadLetterPublisher(kernel.producer(), kernel.serdes, kernel.catalog),
+        token=events_token(settings),
+        raw_topic=raw_topic,
+        max_body_bytes=settings.lms_events_max_body_bytes,
+        stage=stage,
+        source=settings.lms_events_source,
+    )
+    server = AppServer(
+        "lms-event-receiver",
+        settings.lms_events_host,
+        settings.lms_events_port if port is None else port,
+        receiver.app,
+    )
+    return server, receiver, producer
+
+
+def build_events_processor(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    group: str = "sislms-lms-events",
+    raw_topic: str = "lms.events.raw.v1",
+    dedup_topic: str = "lms.events.dedup.v1",
+    topics: dict[str, str] | None = None,
+    stage: str = "lms_ingest",
+) -> EventsProcessor:
+    """The events processor: raw LMS events deduplicated and ordered into the typed topics."""
+    kernel = kernel or Kernel(settings)
+    producer = kernel.producer()
+    return EventsProcessor(
+        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
+        producer=producer,
+        serdes=kernel.serdes,
+        dead_letters=DeadLetterPublisher(producer, kernel.serdes, kernel.catalog),
+        raw_topic=raw_topic,
+        dedup_topic=dedup_topic,
+        topics=topics,
+        window_ms=int(settings.lms_events_dedup_window_s * 1000),
+        max_ids=settings.lms_events_dedup_max_ids,
+        stage=stage,
+    )
+
+
+def run_events_processor(settings: Settings, stop: threading.Event) -> None:
+    """Run the events processor with its health/metrics endpoint until ``stop`` is set."""
+    processor = build_events_processor(settings)
+    control = ControlServer("127.0.0.1", settings.lms_events_processor_port, health=processor.health).start()
+    try:
+        processor.run(stop)
+    finally:
+        control.stop()

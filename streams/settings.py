@@ -217,6 +217,47 @@ class Settings(BaseSettings):
         18096, description="Port of the provisioning sink's `/healthz` and `/metrics` (127.0.0.1)."
     )
     lms_simulator_port: int = Field(18092, description="Port of the local Canvas LMS simulator (127.0.0.1).")
+    lms_simulator_events: bool = Field(
+        True,
+        description="Whether the local LMS simulator sends Canvas Live Events to the event receiver "
+        "(`SISLMS_LMS_EVENTS_PORT`, Bearer `SISLMS_LMS_EVENTS_TOKEN`).",
+    )
+    lms_simulator_events_format: str = Field(
+        "canvas",
+        pattern="^(canvas|caliper)$",
+        description="Format of the simulator's Live Events: `canvas` or `caliper`.",
+    )
+
+    # --- LMS events: the receiver (Canvas Live Events, Caliper) and the events processor -------
+    lms_events_host: str = Field(
+        "127.0.0.1", description="Address the event receiver listens on (`0.0.0.0` behind a load balancer)."
+    )
+    lms_events_port: int = Field(
+        18094, description="Port of the event receiver: `POST /events`, `GET /healthz`, `GET /metrics`."
+    )
+    lms_events_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every sender of LMS events must present. Unset: a random token "
+        "made once under the state dir (mode 0600), shared with the local LMS simulator.",
+    )
+    lms_events_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body the receiver takes (413 beyond)."
+    )
+    lms_events_source: str = Field(
+        "default", description="Instance name in each LMS event's `meta.source` (`lms-events:<name>`)."
+    )
+    lms_events_dedup_window_s: float = Field(
+        600.0,
+        description="How long after an event was received the events processor still recognises "
+        "a redelivery of it by its id (counted per subject, by receipt time; a late duplicate of a "
+        "state event is harmless whenever it comes).",
+    )
+    lms_events_dedup_max_ids: int = Field(
+        500, ge=1, description="Most event ids the events processor keeps per subject within the window."
+    )
+    lms_events_processor_port: int = Field(
+        18097, description="Port of the events processor's `/healthz` and `/metrics` (127.0.0.1)."
+    )
 
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")

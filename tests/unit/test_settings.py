@@ -56,6 +56,7 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
         "sis_client_secret",
         "sis_webhook_secret",
         "lms_token",
+        "lms_events_token",
     }
     for text in (repr(s), str(s.as_dict())):
         assert "hunter2" not in text and "sis-hunter3" not in text and "lms-hunter4" not in text

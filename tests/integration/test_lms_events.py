@@ -1,0 +1,387 @@
+"""LMS events on the real stack: the receiver takes Canvas Live Events and Caliper envelopes over
+HTTP into Kafka, and the events processor writes the typed topics, each event once and each state
+in event-time order; refused bodies get 401 or 400 with the reason and a dead letter."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from connectors.lms_events.receiver import EventReceiver
+from simulators.lms.activity import ActivityGenerator, SimClock
+from simulators.lms.webhook import LiveEventsEmitter
+from simulators.serving import AppServer
+from sislms.lms import build_events_processor, build_receiver
+from sislms.wiring import Kernel
+from streams.compacted import group_caught_up, read_to_end
+from streams.confirmed import ConfirmedProducer
+from streams.kafka import client_config
+from streams.lms.events import ACTIVITY, ASSIGNMENTS, GRADES, SUBMISSIONS, read_request
+from streams.lms.processor import EventsProcessor
+from streams.serde import decode_key
+from streams.settings import Settings
+from streams.topology import apply
+from tests.integration.sis_support import wait_for
+from tests.unit.simulators.lms.school import school
+
+TOKEN = "integration-events-token"
+TYPED = (ASSIGNMENTS, SUBMISSIONS, GRADES, ACTIVITY)
+V1P2 = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+
+
+@dataclass
+class Rig:
+    kernel: Kernel
+    settings: Settings
+    uid: str
+    server: AppServer
+    receiver: EventReceiver
+    producer: ConfirmedProducer
+
+    @property
+    def raw(self) -> str:
+        return f"lms.events.raw_{self.uid}.v1"
+
+    @property
+    def dedup(self) -> str:
+        return f"lms.events.dedup_{self.uid}.v1"
+
+    @property
+    def stage(self) -> str:
+        return f"lms_ingest_{self.uid}"
+
+    @property
+    def group(self) -> str:
+        return f"events-{self.uid}"
+
+    def topic(self, name: str) -> str:
+        return name.replace(".v1", f"_{self.uid}.v1")
+
+    def processor(self) -> EventsProcessor:
+        return build_events_processor(
+            self.settings,
+            self.kernel,
+            group=self.group,
+            raw_topic=self.raw,
+            dedup_topic=self.dedup,
+            topics={t: self.topic(t) for t in TYPED},
+            stage=self.stage,
+        )
+
+    def post(self, body: bytes, token: str | None = TOKEN, path: str = "/events") -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.post(f"{self.server.url}{path}", content=body, headers=headers, timeout=30)
+
+    def read(self, topic: str) -> list[tuple[str | None, Any]]:
+        conf = client_config(self.settings, self.kernel.endpoints.kafka_bootstrap)
+        serde = self.kernel.serdes[topic]
+        return [
+            (decode_key(m.key()), serde.decode(m.value())) for m in read_to_end(conf, topic, timeout_s=60)
+        ]
+
+
+@pytest.fixture
+def rig(settings: Settings, kernel: Kernel, make_catalog: Any, uid: str) -> Iterator[Rig]:
+    stage = f"lms_ingest_{uid}"
+    catalog = make_catalog(
+        [
+            {"name": "lms.events.raw_{uid}.v1", "value_schema": "lms/events_raw.v1.avsc"},
+            {
+                "name": "lms.events.dedup_{uid}.v1",
+                "value_schema": "lms/events_dedup.v1.avsc",
+                "cleanup_policy": "compact",
+            },
+            {
+                "name": "lms.assignments_{uid}.v1",
+                "value_schema": "lms/assignments.v1.avsc",
+                "cleanup_policy": "compact",
+            },
+            {
+                "name": "lms.submissions_{uid}.v1",
+                "value_schema": "lms/submissions.v1.avsc",
+                "cleanup_policy": "compact",
+            },
+            {
+                "name": "lms.grades_{uid}.v1",
+                "value_schema": "lms/grades.v1.avsc",
+                "cleanup_policy": "compact",
+            },
+            {"name": "lms.activity_{uid}.v1", "value_schema": "lms/activity.v1.avsc"},
+            {"name": f"dlq.{stage}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+        ]
+    )
+    assert apply(catalog, kernel.admin, kernel.registry, 1).ok
+    private = Kernel(kernel.settings)
+    private.__dict__["catalog"] = catalog
+    mine = settings.model_copy(update={"lms_events_token": SecretStr(TOKEN)})
+    server, receiver, producer = build_receiver(
+        mine, private, port=0, raw_topic=f"lms.events.raw_{uid}.v1", stage=stage
+    )
+    server.start()
+    yield Rig(private, mine, uid, server, receiver, producer)
+    server.stop()
+    producer.close()
+
+
+class Running:
+    """A processor in a background thread."""
+
+    def __init__(self, processor: EventsProcessor) -> None:
+        self.processor = processor
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.processor.run(self.stop)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        assert self.error is None, self.error
+
+
+def caught_up(rig: Rig) -> bool:
+    conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
+    done, _ = group_caught_up(conf, rig.group, [rig.raw])
+    return done
+
+
+def envelope(*items: Any) -> bytes:
+    return json.dumps(
+        {
+            "sensor": "https://example.edu/s",
+            "sendTime": "2024-01-01T00:00:00.000Z",
+            "dataVersion": V1P2,
+            "data": list(items),
+        }
+    ).encode()
+
+
+def bodies(fixtures_dir: Path) -> list[bytes]:
+    """Every valid real payload, as a sender would POST it."""
+    out = [p.read_bytes() for p in sorted((fixtures_dir / "canvas_live_events").glob("*.json"))]
+    out += [
+        envelope(json.loads(p.read_bytes()))
+        for p in sorted((fixtures_dir / "caliper" / "events").glob("*.json"))
+    ]
+    out += [p.read_bytes() for p in sorted((fixtures_dir / "caliper" / "envelopes").glob("*.json"))]
+    return out
+
+
+def test_every_real_payload_lands_once_however_often_and_in_whatever_order_it_is_sent(
+    rig: Rig, fixtures_dir: Path
+) -> None:
+    payloads = bodies(fixtures_dir)
+    sent = payloads * 2  # Canvas neither deduplicates nor orders: every body twice, shuffled
+    random.Random(7).shuffle(sent)
+    accepted = 0
+    for body in sent:
+        response = rig.post(body)
+        assert response.status_code == 200, response.text
+        accepted += response.json()["accepted"]
+    # The expectation, from the payloads alone: one record per (topic, event) that has one.
+    expected: Counter[tuple[str, str]] = Counter()
+    events = [e for body in payloads for e in read_request(body)]
+    for event in events:
+        for out in event.outputs:
+            expected[(out.topic, event.event_id)] += 1
+    assert accepted == 2 * len(events)
+    assert len(rig.read(rig.raw)) == accepted  # the raw topic keeps every delivery
+
+    running = Running(rig.processor())
+    try:
+        wait_for(lambda: caught_up(rig), timeout=120)
+    finally:
+        running.close()
+    counts = running.processor.counts
+    assert counts["duplicate"] + counts["superseded"] >= sum(1 for e in events if e.outputs)
+    # Activity is an append stream: every activity event exactly once.
+    activity = Counter(v["eventId"] for _, v in rig.read(rig.topic(ACTIVITY)))
+    assert activity == Counter({eid: 1 for (t, eid) in expected if t == ACTIVITY})
+    # States: nothing twice, and each key's last record is its newest event (ties: any of them).
+    newest: dict[tuple[str, str], int] = {}
+    for event in events:
+        for out in event.outputs:
+            if out.is_state:
+                assert event.event_time_ms is not None
+                newest[(out.topic, out.key)] = max(newest.get((out.topic, out.key), 0), event.event_time_ms)
+    for name in (ASSIGNMENTS, SUBMISSIONS, GRADES):
+        records = rig.read(rig.topic(name))
+        # (an id reused for another key is another event: the spec's examples reuse ids)
+        versions = Counter((v["meta"]["sourceVersion"], k) for k, v in records)
+        assert all(n == 1 for n in versions.values()), versions
+        assert {eid for eid, _ in versions} <= {eid for (t, eid) in expected if t == name}
+        last: dict[str, int] = {}
+        for key, value in records:
+            assert key is not None
+            last[key] = int(value["meta"]["sourceChangedAt"].timestamp() * 1000)
+        assert last == {k: t for (topic, k), t in newest.items() if topic == name}, name
+
+
+def _grade(score: float, at: str) -> bytes:
+    return json.dumps(
+        {
+            "metadata": {
+                "event_name": "grade_change",
+                "event_time": at,
+                "context_type": "Course",
+                "context_id": "5",
+                "user_id": "1",
+            },
+            "body": {
+                "assignment_id": "77",
+                "student_id": "42",
+                "score": score,
+                "grade": f"{score:g}",
+                "points_possible": 10,
+            },
+        }
+    ).encode()
+
+
+def test_states_are_ordered_by_event_time_and_the_state_survives_a_restart(rig: Rig) -> None:
+    newest, older, oldest = (
+        _grade(9, "2024-03-01T10:00:03Z"),
+        _grade(7, "2024-03-01T10:00:02Z"),
+        _grade(5, "2024-03-01T10:00:01Z"),
+    )
+    for body in (oldest, newest):
+        assert rig.post(body).status_code == 200
+    first = Running(rig.processor())
+    try:
+        wait_for(lambda: caught_up(rig), timeout=120)
+    finally:
+        first.close()
+    # A new processor (a restart) reads its state back: a late older grade and a redelivery
+    # change nothing.
+    for body in (older, newest):
+        assert rig.post(body).status_code == 200
+    second = Running(rig.processor())
+    try:
+        wait_for(lambda: caught_up(rig), timeout=120)
+    finally:
+        second.close()
+    grades = rig.read(rig.topic(GRADES))
+    assert [k for k, _ in grades] == ["77|42", "77|42"]
+    assert [v["score"] for _, v in grades] == [5.0, 9.0]  # the last record is the newest grade
+    assert second.processor.counts["superseded"] == 1 and second.processor.counts["duplicate"] == 1
+
+
+def test_refused_requests_publish_nothing_and_say_why(rig: Rig, fixtures_dir: Path) -> None:
+    good = (fixtures_dir / "canvas_live_events" / "canvas__logged_in.json").read_bytes()
+    assert rig.post(good, token=None).status_code == 401
+    wrong = rig.post(good, token="not-the-token")
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    odd = httpx.post(
+        f"{rig.server.url}/events",
+        content=good,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+    )
+    assert odd.status_code == 415
+    assert rig.read(rig.raw) == []
+
+    invalid = sorted((fixtures_dir / "caliper" / "invalid").glob("*.json"))
+    refused = []
+    for path in invalid:
+        body = envelope(json.loads(path.read_bytes()))
+        response = rig.post(body, path="/caliper")
+        assert response.status_code == 400, path.name
+        assert response.json()["error"] == "invalid_event" and response.json()["reasons"], path.name
+        refused.append((body, response.json()["reasons"]))
+    assert rig.read(rig.raw) == []
+    letters = rig.read(f"dlq.{rig.stage}.v1")
+    assert len(letters) == len(invalid)
+    for (body, reasons), (_, letter) in zip(refused, letters, strict=True):
+        assert letter["value"] == body and letter["reason"] == "invalid_event"
+        assert all(r in letter["errorMessage"] for r in reasons)
+        assert letter["headers"]["origin.path"] == b"/caliper"
+
+
+MONDAY = datetime(2024, 3, 4, 5, 0, tzinfo=UTC)
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _as_ms(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("fmt", ["canvas", "caliper"])
+def test_a_simulated_school_week_arrives_complete_through_duplicates_and_disorder(rig: Rig, fmt: str) -> None:
+    """The LMS simulator's activity generator plays a school week; its Live Events go, with
+    redeliveries and out of order, through the receiver and the processor. The typed topics must
+    hold what the generator did: every assignment with its due date, every submission, the final
+    grade of every graded work, and every session event once."""
+    s = school(courses=2, students=8)
+    emitter = LiveEventsEmitter(
+        f"{rig.server.url}/events", TOKEN, fmt, store=s.store, duplicate_rate=0.3, shuffle_window=25, seed=3
+    )
+    emitter.start()
+    try:
+        truth = ActivityGenerator(s.store, emitter, seed=5, clock=SimClock(MONDAY)).run(days=5)
+        assert emitter.flush(300)
+    finally:
+        emitter.stop()
+    sent = emitter.counts()
+    assert sent["rejected"] == sent["failed"] == sent["dropped"] == 0, sent
+    assert sent["duplicated"] > 0
+
+    running = Running(rig.processor())
+    try:
+        wait_for(lambda: caught_up(rig), timeout=180)
+    finally:
+        running.close()
+    # every redelivery of an event that has typed records was absorbed (all within the window)
+    typed = [e for _, v in rig.read(rig.raw) for e in read_request(v["body"]) if e.outputs]
+    assert running.processor.counts["duplicate"] == len(typed) - len({e.event_id for e in typed}) > 0
+
+    def latest(name: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in rig.read(rig.topic(name)) if k is not None}
+
+    assignments = latest(ASSIGNMENTS)
+    assert {k: _as_ms(v["dueAt"]) for k, v in assignments.items()} == {
+        str(a.assignment_id): _ms(a.due_at) for a in truth.assignments
+    }
+    submitted = [r for r in truth.submissions if r.status != "missing"]
+    submissions = latest(SUBMISSIONS)
+    by_work = {(v["assignmentId"], v["userId"]): v for v in submissions.values()}
+    for r in submitted:
+        record = by_work[(str(r.assignment_id), str(r.user_id))]
+        if fmt == "canvas":  # the Canvas format says whether it is late; Caliper does not
+            assert record["late"] == (r.status == "late")
+    assert len(by_work) == len(submitted)
+    grades = latest(GRADES)
+    final = {
+        f"{aid}|{uid}": sub["score"]
+        for (aid, uid), sub in s.store.submissions.items()
+        if sub["graded_at"] is not None and sub["score"] is not None
+    }
+    assert {k: v["score"] for k, v in grades.items() if v["score"] is not None} == final
+    activity = Counter(v["eventId"] for _, v in rig.read(rig.topic(ACTIVITY)))
+    assert all(n == 1 for n in activity.values())
+    sessions = [
+        v
+        for _, v in rig.read(rig.topic(ACTIVITY))
+        if v["eventType"] in ("logged_in", "logged_out", "asset_accessed", "SessionEvent", "NavigationEvent")
+    ]
+    assert len(sessions) == sum(x.events for x in truth.sessions)
