@@ -297,6 +297,23 @@ def lms_events() -> None:
         stop.set()
 
 
+@lms_app.command("passback")
+def lms_passback() -> None:
+    """Run the grade passback: lms.assignments.v1 and lms.grades.v1 written to the SIS gradebook
+    (OneRoster 1.2 line items and results), outcomes to lms.grades.passback.v1."""
+    import signal
+    import threading
+
+    from sislms.lms import run_passback
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_passback(_settings(), stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 @sis_app.command("sync")
 def sis_sync(
     once: Annotated[bool, typer.Option("--once", help="One run, then exit (no trigger endpoint).")] = False,

@@ -7,9 +7,13 @@ import threading
 
 from connectors.control import ControlServer
 from connectors.lms_events.receiver import EventReceiver
+from connectors.oneroster.auth import ClientCredentials
 from connectors.sinks.canvas.apply import Provisioner
 from connectors.sinks.canvas.client import CanvasClient
 from connectors.sinks.canvas.sink import CanvasSink, load_id_map
+from connectors.sinks.oneroster_gradebook.passback import Passback
+from connectors.sinks.oneroster_gradebook.sink import GradebookSink
+from connectors.sources.oneroster_rest.client import OneRosterClient
 from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.serving import AppServer
@@ -25,12 +29,14 @@ from streams.settings import Settings
 __all__ = [
     "build_events_processor",
     "build_lms_simulator",
+    "build_passback",
     "build_receiver",
     "build_sink",
     "events_token",
     "lms_token",
     "lms_url",
     "run_events_processor",
+    "run_passback",
     "run_sink",
 ]
 
@@ -192,5 +198,63 @@ def run_events_processor(settings: Settings, stop: threading.Event) -> None:
     control = ControlServer("127.0.0.1", settings.lms_events_processor_port, health=processor.health).start()
     try:
         processor.run(stop)
+    finally:
+        control.stop()
+
+
+def build_passback(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    group: str = "sislms-grade-passback",
+    assignments: str = "lms.assignments.v1",
+    grades: str = "lms.grades.v1",
+    outcomes: str = "lms.grades.passback.v1",
+    stage: str = "sis_gradebook",
+) -> GradebookSink:
+    """The grade passback: LMS assignments and grades written to the SIS gradebook."""
+    from sislms.sis import client_secret, sis_url
+
+    kernel = kernel or Kernel(settings)
+    base = sis_url(settings)
+    auth = ClientCredentials(
+        settings.sis_token_url or f"{base}/oauth/token",
+        settings.sis_client_id,
+        client_secret(settings),
+        ["roster-core.readonly", "gradebook.createput"],
+    )
+    sis = OneRosterClient(
+        base, auth, timeout_s=settings.sis_http_timeout_s, max_retries=settings.sis_max_retries
+    )
+    lms = CanvasClient(
+        lms_url(settings), lms_token(settings), timeout_s=settings.lms_http_timeout_s,
+        max_retries=settings.lms_max_retries,
+    )  # fmt: skip
+    producer = kernel.producer()
+    return GradebookSink(
+        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
+        producer=producer,
+        serdes=kernel.serdes,
+        dead_letters=DeadLetterPublisher(producer, kernel.serdes, kernel.catalog),
+        passback=Passback(
+            sis,
+            lms,
+            prefix=settings.passback_id_prefix,
+            category_id=settings.passback_category_id,
+            category_title=settings.passback_category_title,
+        ),
+        assignments_topic=assignments,
+        grades_topic=grades,
+        outcomes_topic=outcomes,
+        stage=stage,
+    )
+
+
+def run_passback(settings: Settings, stop: threading.Event) -> None:
+    """Run the grade passback with its health/metrics endpoint until ``stop`` is set."""
+    sink = build_passback(settings)
+    control = ControlServer("127.0.0.1", settings.passback_port, health=sink.health).start()
+    try:
+        sink.run(stop)
     finally:
         control.stop()

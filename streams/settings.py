@@ -228,6 +228,21 @@ class Settings(BaseSettings):
         description="Format of the simulator's Live Events: `canvas` or `caliper`.",
     )
 
+    # --- Grade passback: LMS grades to the SIS gradebook (OneRoster 1.2) ------------------------
+    passback_id_prefix: str = Field(
+        "lms",
+        description="First part of the sourcedIds the passback makes in the SIS: line items "
+        "`<prefix>-<assignment>`, results `<prefix>-<assignment>-<student>` (LMS ids).",
+    )
+    passback_category_id: str = Field(
+        "lms-assignments",
+        description="sourcedId of the OneRoster category the passback's line items go in (made once).",
+    )
+    passback_category_title: str = Field("LMS assignments", description="Title of that category.")
+    passback_port: int = Field(
+        18098, description="Port of the grade passback's `/healthz` and `/metrics` (127.0.0.1)."
+    )
+
     # --- LMS events: the receiver (Canvas Live Events, Caliper) and the events processor -------
     lms_events_host: str = Field(
         "127.0.0.1", description="Address the event receiver listens on (`0.0.0.0` behind a load balancer)."

@@ -19,10 +19,13 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.lms_events.receiver import EventReceiver
+from connectors.sinks.oneroster_gradebook.sink import GradebookSink
 from simulators.lms.activity import ActivityGenerator, SimClock
+from simulators.lms.app import Throttle
+from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.lms.webhook import LiveEventsEmitter
 from simulators.serving import AppServer
-from sislms.lms import build_events_processor, build_receiver
+from sislms.lms import build_events_processor, build_passback, build_receiver
 from sislms.wiring import Kernel
 from streams.compacted import group_caught_up, read_to_end
 from streams.confirmed import ConfirmedProducer
@@ -32,10 +35,11 @@ from streams.lms.processor import EventsProcessor
 from streams.serde import decode_key
 from streams.settings import Settings
 from streams.topology import apply
-from tests.integration.sis_support import wait_for
+from tests.integration.sis_support import SECRET, start_simulator, wait_for
 from tests.unit.simulators.lms.school import school
 
 TOKEN = "integration-events-token"
+LMS_TOKEN = "integration-lms-token"
 TYPED = (ASSIGNMENTS, SUBMISSIONS, GRADES, ACTIVITY)
 V1P2 = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 
@@ -121,6 +125,16 @@ def rig(settings: Settings, kernel: Kernel, make_catalog: Any, uid: str) -> Iter
             },
             {"name": "lms.activity_{uid}.v1", "value_schema": "lms/activity.v1.avsc"},
             {"name": f"dlq.{stage}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+            {
+                "name": "lms.grades.passback_{uid}.v1",
+                "value_schema": "lms/grades_passback.v1.avsc",
+                "cleanup_policy": "compact",
+            },
+            {
+                "name": "dlq.sis_gradebook_{uid}.v1",
+                "value_schema": "dlq/dead_letter.v1.avsc",
+                "partitions": 1,
+            },
         ]
     )
     assert apply(catalog, kernel.admin, kernel.registry, 1).ok
@@ -385,3 +399,132 @@ def test_a_simulated_school_week_arrives_complete_through_duplicates_and_disorde
         if v["eventType"] in ("logged_in", "logged_out", "asset_accessed", "SessionEvent", "NavigationEvent")
     ]
     assert len(sessions) == sum(x.events for x in truth.sessions)
+
+
+def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Kernel) -> None:
+    """The whole grade loop: a teacher grades in the LMS simulator; its Live Events go through the
+    receiver and the events processor to lms.grades.v1; the passback writes the line item and the
+    results to the SIS simulator's gradebook over OneRoster 1.2, with the final score of each
+    student. A course with no SIS class (a sandbox) is skipped with that reason."""
+    sis = start_simulator(rig.settings, kernel, users=150, seed=5)
+    lms = LmsSimulator(LmsConfig(port=0, token=LMS_TOKEN, throttle=Throttle(capacity=0))).start()
+    emitter = LiveEventsEmitter(f"{rig.server.url}/events", TOKEN, "canvas", store=lms.store, seed=1)
+    try:
+        # a class of the SIS, provisioned in the LMS as the sink would
+        members: dict[str, list[str]] = {}
+        for e in sis.store.records(
+            "enrollments", lambda r: r.get("role") == "student" and r.get("status") == "active"
+        ):
+            members.setdefault(e["class"]["sourcedId"], []).append(e["user"]["sourcedId"])
+        class_id, students = max(members.items(), key=lambda kv: len(kv[1]))
+        students = sorted(students)[:4]
+        klass = sis.store.get("classes", class_id)
+        assert klass is not None and len(students) == 4
+        store = lms.store
+        course = store.create_course(1, {"course": {"name": "Algebra", "sis_course_id": class_id}})
+        sandbox = store.create_course(1, {"course": {"name": "Sandbox"}})
+        users = []
+        for sid in students:
+            user = store.create_user(
+                1, {"user": {"name": "Student"}, "pseudonym": {"unique_id": sid, "sis_user_id": sid}}
+            )
+            for c in (course, sandbox):
+                store.enroll(
+                    course_ref=c["id"],
+                    section_ref=None,
+                    params={
+                        "enrollment": {
+                            "user_id": user["id"],
+                            "type": "StudentEnrollment",
+                            "enrollment_state": "active",
+                        }
+                    },
+                )
+            users.append(user)
+        emitter.start()
+        work = store.create_assignment(
+            course["id"],
+            {"assignment": {"name": "Quiz 1", "points_possible": 10, "due_at": "2024-03-08T23:59:00Z"}},
+        )
+        play = store.create_assignment(sandbox["id"], {"assignment": {"name": "Try", "points_possible": 5}})
+        for n, user in enumerate(users):
+            store.submit(course["id"], work["id"], user["id"])
+            store.grade(course["id"], work["id"], user["id"], {"submission": {"posted_grade": str(5 + n)}})
+        store.grade(
+            course["id"], work["id"], users[0]["id"], {"submission": {"posted_grade": "10"}}
+        )  # a regrade
+        store.grade(sandbox["id"], play["id"], users[1]["id"], {"submission": {"posted_grade": "4"}})
+        assert emitter.flush(60)
+
+        mine = rig.settings.model_copy(
+            update={
+                "sis_url": sis.url,
+                "sis_client_secret": SecretStr(SECRET),
+                "lms_url": lms.url,
+                "lms_token": SecretStr(LMS_TOKEN),
+            }
+        )
+        passback = build_passback(
+            mine,
+            rig.kernel,
+            group=f"passback-{rig.uid}",
+            assignments=rig.topic(ASSIGNMENTS),
+            grades=rig.topic(GRADES),
+            outcomes=rig.topic("lms.grades.passback.v1"),
+            stage=f"sis_gradebook_{rig.uid}",
+        )
+        processor, sink = Running(rig.processor()), RunningSink(passback)
+        conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
+        try:
+            wait_for(lambda: caught_up(rig), timeout=120)
+            wait_for(
+                lambda: group_caught_up(
+                    conf, f"passback-{rig.uid}", [rig.topic(GRADES), rig.topic(ASSIGNMENTS)]
+                )[0],
+                timeout=120,
+            )
+        finally:
+            processor.close()
+            sink.close()
+    finally:
+        emitter.stop()
+        lms.stop()
+        sis.stop()
+    line_item = sis.store.get("lineItems", f"lms-{work['id']}")
+    assert line_item is not None
+    assert line_item["class"]["sourcedId"] == class_id
+    assert line_item["school"]["sourcedId"] == klass["school"]["sourcedId"]
+    assert line_item["title"] == "Quiz 1" and line_item["resultValueMax"] == 10.0
+    assert line_item["dueDate"].startswith("2024-03-08T23:59:00")
+    results = {
+        r["student"]["sourcedId"]: r
+        for r in sis.store.records("results", lambda r: r["lineItem"]["sourcedId"] == line_item["sourcedId"])
+    }
+    assert {sid: r["score"] for sid, r in results.items()} == {
+        students[0]: 10.0,
+        students[1]: 6.0,
+        students[2]: 7.0,
+        students[3]: 8.0,
+    }
+    assert all(r["scoreStatus"] == "fully graded" for r in results.values())
+    assert sis.store.get("lineItems", f"lms-{play['id']}") is None  # the sandbox never reaches the SIS
+    outcomes = {k: v for k, v in rig.read(rig.topic("lms.grades.passback.v1"))}
+    assert outcomes[f"{play['id']}|{users[1]['id']}"]["status"] == "skipped"
+    assert outcomes[f"{play['id']}|{users[1]['id']}"]["reason"] == "no_sis_class"
+    assert all(outcomes[f"{work['id']}|{u['id']}"]["status"] == "written" for u in users)
+    assert sink.sink.counts["grade.written"] >= 5
+
+
+class RunningSink(Running):
+    def __init__(self, sink: GradebookSink) -> None:
+        self.sink = sink
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=lambda: self._guard(sink), daemon=True)
+        self.thread.start()
+
+    def _guard(self, sink: GradebookSink) -> None:
+        try:
+            sink.run(self.stop)
+        except BaseException as exc:  # reported by the test
+            self.error = exc

@@ -126,6 +126,23 @@ class OneRosterClient:
 
         return self._retrying(entity, once)
 
+    def put_one(self, entity: Entity, sourced_id: str, record: dict[str, Any]) -> int:
+        """Create or replace one gradebook record (OneRoster 1.2 ``PUT``); the HTTP status (201
+        made, 200 replaced). A 4xx raises a ``SkippableError`` naming the provider's reason."""
+        url = f"{self.base_url}{entity.path}/{sourced_id}"
+        body = {entity.singular: {**record, "sourcedId": sourced_id}}
+
+        def once() -> int:
+            try:
+                response = self.http.put(url, json=body)
+            except httpx.TransportError as exc:
+                raise RetriableError(f"{url}: {exc.__class__.__name__}: {exc}") from None
+            if response.status_code >= 400:
+                raise error_from_response(response.status_code, response.content, response.headers)
+            return response.status_code
+
+        return self._retrying(entity, once)
+
     def _retrying(self, entity: Entity, call: Callable[[], _T]) -> _T:
         attempt = 0
         while True:

@@ -1,0 +1,1 @@
+"""The OneRoster gradebook sink: LMS grades passed back to the SIS."""
