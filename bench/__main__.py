@@ -41,7 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
-    p.add_argument("--only", choices=["serde", "kafka", "sis", "roster"], help="run one group only")
+    p.add_argument("--only", choices=["serde", "kafka", "sis", "roster", "lms"], help="run one group only")
+    p.add_argument(
+        "--lms-events",
+        type=int,
+        help="Canvas Live Events through the receiver and the events processor "
+        "(default 100,000; 3,000 with --quick)",
+    )
     p.add_argument(
         "--roster-users",
         default="25000,250000",
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     args = p.parse_args(argv)
+    if args.lms_events is None:
+        args.lms_events = 3_000 if args.quick else 100_000
     if args.records is None:
         args.records = QUICK_RECORDS if args.quick else DEFAULT_RECORDS
     if args.messages is None:
@@ -163,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             kernel, [int(s) for s in sizes], workers=args.roster_workers, keep=args.roster_keep,
             resume=args.roster_resume, resumed_after=args.roster_resumed_after,
         )  # fmt: skip
+
+    if args.only in (None, "lms"):
+        from bench.lms import run_lms
+
+        measurements += run_lms(kernel, args.lms_events)
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

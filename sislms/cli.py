@@ -268,15 +268,23 @@ def lms_receive(
 ) -> None:
     """Run the LMS event receiver: Canvas Live Events and Caliper envelopes on POST /events
     (Bearer SISLMS_LMS_EVENTS_TOKEN), into lms.events.raw.v1; /healthz and /metrics."""
+    import signal
+    import threading
+
     from sislms.lms import build_receiver
 
     server, _, producer = build_receiver(_settings(), port=port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
     typer.echo(f"LMS event receiver on {server.url}/events")
     try:
-        server.serve_forever()
+        while not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop()
         producer.close()
 
 

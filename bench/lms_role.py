@@ -1,0 +1,80 @@
+"""One process of the LMS bench (``python -m bench.lms_role ROLE NAMES_JSON``): the event
+receiver, the events processor or the grade passback, on the bench's renamed topics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from connectors.control import ControlServer
+from sislms.lms import build_events_processor, build_passback, build_receiver
+from sislms.wiring import Kernel
+from streams.logs import configure_logging
+from streams.settings import Settings
+
+
+def main(role: str, names_file: str) -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    names: dict[str, str] = json.loads(Path(names_file).read_text())
+    kernel = Kernel(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stage = next(
+        n for n in kernel.catalog if n.name.startswith("dlq.bench_") and not n.name.endswith("_gb.v1")
+    ).name
+    stage = stage.removeprefix("dlq.").removesuffix(".v1")
+    typed = {
+        t: names[t] for t in ("lms.assignments.v1", "lms.submissions.v1", "lms.grades.v1", "lms.activity.v1")
+    }
+    if role == "receiver":
+        server, _, producer = build_receiver(
+            settings, kernel, raw_topic=names["lms.events.raw.v1"], stage=stage
+        )
+        server.start()
+        try:
+            stop.wait()
+        finally:
+            server.stop()
+            producer.close()
+    elif role == "processor":
+        processor = build_events_processor(
+            settings,
+            kernel,
+            group="bench-events",
+            raw_topic=names["lms.events.raw.v1"],
+            dedup_topic=names["lms.events.dedup.v1"],
+            topics=typed,
+            stage=stage,
+        )
+        control = ControlServer(
+            "127.0.0.1", settings.lms_events_processor_port, health=processor.health
+        ).start()
+        try:
+            processor.run(stop)
+        finally:
+            control.stop()
+    elif role == "passback":
+        sink = build_passback(
+            settings,
+            kernel,
+            group="bench-passback",
+            assignments=typed["lms.assignments.v1"],
+            grades=typed["lms.grades.v1"],
+            outcomes=names["lms.grades.passback.v1"],
+            stage=f"{stage}_gb",
+        )
+        control = ControlServer("127.0.0.1", settings.passback_port, health=sink.health).start()
+        try:
+            sink.run(stop)
+        finally:
+            control.stop()
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
