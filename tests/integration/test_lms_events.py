@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -402,13 +403,23 @@ def test_a_simulated_school_week_arrives_complete_through_duplicates_and_disorde
 
 
 def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Kernel) -> None:
-    """The whole grade loop: a teacher grades in the LMS simulator; its Live Events go through the
-    receiver and the events processor to lms.grades.v1; the passback writes the line item and the
-    results to the SIS simulator's gradebook over OneRoster 1.2, with the final score of each
-    student. A course with no SIS class (a sandbox) is skipped with that reason."""
+    """The whole grade loop: a teacher grades in the LMS simulator; its Live Events go, each twice
+    and out of order, through the receiver and the events processor to lms.grades.v1; the
+    passback writes the line item and the results to the SIS simulator's gradebook over OneRoster
+    1.2, with the final score of each student. A course with no SIS class (a sandbox) is skipped
+    with that reason."""
     sis = start_simulator(rig.settings, kernel, users=150, seed=5)
     lms = LmsSimulator(LmsConfig(port=0, token=LMS_TOKEN, throttle=Throttle(capacity=0))).start()
-    emitter = LiveEventsEmitter(f"{rig.server.url}/events", TOKEN, "canvas", store=lms.store, seed=1)
+    # every event sent twice, and each burst shuffled: Canvas neither deduplicates nor orders
+    emitter = LiveEventsEmitter(
+        f"{rig.server.url}/events",
+        TOKEN,
+        "canvas",
+        store=lms.store,
+        seed=1,
+        duplicate_rate=1.0,
+        shuffle_window=50,
+    )
     try:
         # a class of the SIS, provisioned in the LMS as the sink would
         members: dict[str, list[str]] = {}
@@ -441,7 +452,6 @@ def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Ker
                     },
                 )
             users.append(user)
-        emitter.start()
         work = store.create_assignment(
             course["id"],
             {"assignment": {"name": "Quiz 1", "points_possible": 10, "due_at": "2024-03-08T23:59:00Z"}},
@@ -450,11 +460,12 @@ def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Ker
         for n, user in enumerate(users):
             store.submit(course["id"], work["id"], user["id"])
             store.grade(course["id"], work["id"], user["id"], {"submission": {"posted_grade": str(5 + n)}})
-        store.grade(
-            course["id"], work["id"], users[0]["id"], {"submission": {"posted_grade": "10"}}
-        )  # a regrade
+        time.sleep(0.01)  # a regrade, later (event times have milliseconds)
+        store.grade(course["id"], work["id"], users[0]["id"], {"submission": {"posted_grade": "10"}})
         store.grade(sandbox["id"], play["id"], users[1]["id"], {"submission": {"posted_grade": "4"}})
+        emitter.start()  # the whole class's events were queued: one burst, shuffled
         assert emitter.flush(60)
+        assert emitter.counts()["duplicated"] > 0
 
         mine = rig.settings.model_copy(
             update={
