@@ -13,6 +13,9 @@ Topics are made per run (``bench.*_<tag>.v1``) so runs never share state.
   on the broker); the client runs on the same machine.
 - **Event latency**: events posted at a fixed rate while the processor runs; from the POST to the
   typed record's broker timestamp.
+- **Provisioning sink**: the commands of a generated district's first load (computed from the
+  district and the shipped rules, in dependency order) applied to the LMS simulator over its REST
+  API, throttle off; commands per second until the sink's group has committed them all.
 - **Grade passback latency**: a teacher grades through the LMS simulator's REST API at a fixed
   rate; from the call to the result readable in the SIS simulator's OneRoster gradebook API
   (polled every 20 ms), through Live Events, the receiver, the processor and the passback.
@@ -34,6 +37,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -66,7 +70,10 @@ TOPICS = (
     ("lms.grades.v1", "lms/grades.v1.avsc", "compact"),
     ("lms.activity.v1", "lms/activity.v1.avsc", "delete"),
     ("lms.grades.passback.v1", "lms/grades_passback.v1.avsc", "compact"),
+    ("lms.provisioning.v1", "lms/provisioning.v1.avsc", "delete"),
+    ("lms.provisioning.results.v1", "lms/provisioning_results.v1.avsc", "compact"),
 )
+KIND_ORDER = ("account", "term", "user", "course", "section", "enrollment", "account_admin")
 
 
 def _free_port() -> int:
@@ -96,7 +103,7 @@ class LmsRun:
             }
             for t, schema, policy in TOPICS
         ]
-        for stage in (self.stage, f"{self.stage}_gb"):
+        for stage in (self.stage, f"{self.stage}_gb", f"{self.stage}_sink"):
             specs.append(
                 {
                     "name": f"dlq.{stage}.v1",
@@ -117,8 +124,10 @@ class LmsRun:
         self.serdes = Serdes(kernel.registry, self.catalog, validate=False)
         self.conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.ports = {name: _free_port() for name in ("receiver", "processor", "passback", "sis", "lms")}
-        (work / f"names-{self.tag}.json").write_text(json.dumps(self.names))
+        self.ports = {
+            name: _free_port() for name in ("receiver", "processor", "passback", "sis", "lms", "sink")
+        }
+        (work / f"names-{self.tag}.json").write_text(json.dumps({**self.names, "stage": self.stage}))
 
     def env(self) -> dict[str, str]:
         return {
@@ -128,6 +137,7 @@ class LmsRun:
             "SISLMS_LMS_EVENTS_PORT": str(self.ports["receiver"]),
             "SISLMS_LMS_EVENTS_PROCESSOR_PORT": str(self.ports["processor"]),
             "SISLMS_PASSBACK_PORT": str(self.ports["passback"]),
+            "SISLMS_LMS_SINK_PORT": str(self.ports["sink"]),
             "SISLMS_SIMULATOR_PORT": str(self.ports["sis"]),
             "SISLMS_SIS_URL": f"http://127.0.0.1:{self.ports['sis']}",
             "SISLMS_SIS_CLIENT_SECRET": SIS_SECRET,
@@ -185,6 +195,16 @@ class LmsRun:
     def caught_up(self, group: str, topic: str) -> bool:
         done, _ = group_caught_up(self.conf, group, [self.names[topic]])
         return done
+
+    def wait_caught_up(self, group: str, topic: str, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.caught_up(group, topic):
+            for role, proc in self.procs:
+                if proc.poll() is not None:
+                    raise SystemExit(f"bench: {role} exited ({proc.returncode}); see {self.work}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {what} did not catch up within {timeout:.0f} s")
+            time.sleep(0.5)
 
 
 # --- payloads --------------------------------------------------------------------------------
@@ -480,6 +500,76 @@ def _passback_latency(run: LmsRun, users: int, grades: int, rate: float) -> tupl
         canvas.close()
 
 
+def _commands(kernel: Kernel, users: int) -> list[dict[str, Any]]:
+    """The provisioning commands of a generated district's first load, in dependency order."""
+    from connectors.oneroster.models import ENTITIES, to_record
+    from simulators.district import DistrictSpec, generate
+    from streams.roles.engine import RuleSet
+    from streams.roster.commands import diff
+    from streams.roster.plan import plan_district
+
+    now = datetime.now(UTC)
+    meta = {
+        "source": "bench",
+        "sourceChangedAt": now,
+        "ingestedAt": now,
+        "traceId": "bench",
+        "sourceVersion": None,
+    }
+    district = generate(DistrictSpec(users=users, seed=5))
+    g: dict[str, dict[str, Any]] = {}
+    for ent in ENTITIES:
+        if ent.name in ("orgs", "academicSessions", "courses", "classes", "users", "enrollments"):
+            schema = kernel.catalog.contract(ent.topic).schema
+            g[ent.name] = {
+                sid: to_record(ent.name, obj, schema, meta=meta)
+                for sid, obj in district.collections[ent.name].items()
+                if obj.get("status") != "tobedeleted"
+            }
+    targets = plan_district(
+        orgs=g["orgs"],
+        sessions=g["academicSessions"],
+        courses=g["courses"],
+        classes=g["classes"],
+        users=g["users"],
+        enrollments=g["enrollments"],
+        rules=RuleSet.load(kernel.settings.roles_file),
+        today=now.date(),
+    )
+    out: list[dict[str, Any]] = []
+    ordered = sorted(targets.items(), key=lambda kv: (KIND_ORDER.index(kv[1].kind), kv[0]))
+    for key, target in ordered:
+        commands, _ = diff({}, {key: target})
+        out += [c.to_value("bench", meta) for c in commands]
+    return out
+
+
+def _sink_throughput(run: LmsRun, users: int) -> Measurement:
+    from streams.serde import encode_key
+
+    commands = _commands(run.kernel, users)
+    topic = run.names["lms.provisioning.v1"]
+    producer = run.kernel.producer()
+    serde = run.serdes[topic]
+    for v in commands:
+        producer.produce(topic, key=encode_key(v["targetSisId"]), value=serde.encode(v))
+        producer.poll(0)
+    producer.flush(120)
+    run.start("sink")
+    started = time.perf_counter()
+    run.wait_caught_up("bench-sink", "lms.provisioning.v1", 3600, "the provisioning sink")
+    m = Measurement(
+        "lms",
+        "Provisioning sink: commands applied to the LMS simulator",
+        "commands/s",
+        len(commands),
+        note=f"first load of a {users:,}-user district, 1 process, 4 lanes, throttle off",
+    )
+    m.runs.append(Run(len(commands), time.perf_counter() - started))
+    run.stop("sink")
+    return m
+
+
 def run_lms(
     kernel: Kernel, events: int, *, event_rate: float = 200.0, grade_rate: float = 5.0, sis_users: int = 2000
 ) -> list[Measurement]:
@@ -515,12 +605,7 @@ def run_lms(
 
         started = time.perf_counter()
         run.start("processor")
-        group = "bench-events"
-        deadline = time.monotonic() + 1800
-        while not run.caught_up(group, "lms.events.raw.v1"):
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: the events processor did not catch up within 30 minutes")
-            time.sleep(0.5)
+        run.wait_caught_up("bench-events", "lms.events.raw.v1", 1800, "the events processor")
         proc = Measurement(
             "lms",
             "Events processor: raw to typed topics (dedup, order)",
@@ -545,6 +630,7 @@ def run_lms(
         run.wait_http(f"http://127.0.0.1:{run.ports['sis']}/_sim/health")
         run.start("lms")
         run.wait_http(f"http://127.0.0.1:{run.ports['lms']}/_sim/health")
+        out.append(_sink_throughput(run, sis_users))
         run.start("passback")
         run.wait_http(f"http://127.0.0.1:{run.ports['passback']}/healthz")
         grades, missing = _passback_latency(run, sis_users, 200, grade_rate)

@@ -8,9 +8,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from connectors.control import ControlServer
-from sislms.lms import build_events_processor, build_passback, build_receiver
+from sislms.lms import build_events_processor, build_passback, build_receiver, build_sink
 from sislms.wiring import Kernel
 from streams.logs import configure_logging
 from streams.settings import Settings
@@ -23,10 +24,7 @@ def main(role: str, names_file: str) -> None:
     kernel = Kernel(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stage = next(
-        n for n in kernel.catalog if n.name.startswith("dlq.bench_") and not n.name.endswith("_gb.v1")
-    ).name
-    stage = stage.removeprefix("dlq.").removesuffix(".v1")
+    stage = names["stage"]
     typed = {
         t: names[t] for t in ("lms.assignments.v1", "lms.submissions.v1", "lms.grades.v1", "lms.activity.v1")
     }
@@ -40,36 +38,43 @@ def main(role: str, names_file: str) -> None:
         finally:
             server.stop()
             producer.close()
-    elif role == "processor":
-        processor = build_events_processor(
-            settings,
-            kernel,
-            group="bench-events",
-            raw_topic=names["lms.events.raw.v1"],
-            dedup_topic=names["lms.events.dedup.v1"],
-            topics=typed,
-            stage=stage,
-        )
-        control = ControlServer(
-            "127.0.0.1", settings.lms_events_processor_port, health=processor.health
-        ).start()
+    elif role in ("processor", "passback", "sink"):
+        worker: Any
+        if role == "processor":
+            worker = build_events_processor(
+                settings,
+                kernel,
+                group="bench-events",
+                raw_topic=names["lms.events.raw.v1"],
+                dedup_topic=names["lms.events.dedup.v1"],
+                topics=typed,
+                stage=stage,
+            )
+            port = settings.lms_events_processor_port
+        elif role == "passback":
+            worker = build_passback(
+                settings,
+                kernel,
+                group="bench-passback",
+                assignments=typed["lms.assignments.v1"],
+                grades=typed["lms.grades.v1"],
+                outcomes=names["lms.grades.passback.v1"],
+                stage=f"{stage}_gb",
+            )
+            port = settings.passback_port
+        else:
+            worker = build_sink(
+                settings,
+                kernel,
+                commands=names["lms.provisioning.v1"],
+                results=names["lms.provisioning.results.v1"],
+                group="bench-sink",
+                stage=f"{stage}_sink",
+            )
+            port = settings.lms_sink_port
+        control = ControlServer("127.0.0.1", port, health=worker.health).start()
         try:
-            processor.run(stop)
-        finally:
-            control.stop()
-    elif role == "passback":
-        sink = build_passback(
-            settings,
-            kernel,
-            group="bench-passback",
-            assignments=typed["lms.assignments.v1"],
-            grades=typed["lms.grades.v1"],
-            outcomes=names["lms.grades.passback.v1"],
-            stage=f"{stage}_gb",
-        )
-        control = ControlServer("127.0.0.1", settings.passback_port, health=sink.health).start()
-        try:
-            sink.run(stop)
+            worker.run(stop)
         finally:
             control.stop()
     else:

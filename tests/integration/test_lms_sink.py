@@ -303,3 +303,26 @@ def test_the_sink_waits_a_while_for_a_late_dependency(rig: Rig) -> None:
         running.close()
     assert enrollments
     _compare(rig)
+
+
+def test_a_first_load_whose_enrollments_fill_the_intake_before_their_users_completes(rig: Rig) -> None:
+    """Enrollments first, users after, and an intake window smaller than the enrollments: the
+    window fills with commands waiting for users still behind it on the broker. The sink must go
+    on taking commands (waiting ones do not count against the window) instead of pausing until
+    the waits expire and the enrollments are dead-lettered."""
+    values = _commands(rig.targets)
+    users = [v for v in values if v["action"] == "create_user"]
+    rest = [v for v in values if v not in users]
+    window = 200
+    # more enrollments than the window, fewer commands ahead of the users than the hard cap
+    assert len([v for v in rest if v["action"] == "enroll"]) > window and len(rest) < 20 * window
+    _publish(rig, rest + users)
+    sink = rig.sink()
+    sink.max_in_flight = window
+    running = Running(sink)
+    try:
+        wait_for(lambda: _caught_up(rig), timeout=300, every=1.0)
+    finally:
+        running.close()
+    assert sink.counts["dead_lettered"] == 0, sink.counts
+    _compare(rig)

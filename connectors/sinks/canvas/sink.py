@@ -164,8 +164,14 @@ class _Offsets:
                 self._done.pop((p.topic, p.partition), None)
 
     def in_flight(self) -> int:
+        """Taken and not yet committed (done ones behind an unfinished one included)."""
         with self._lock:
             return sum(len(t) for t in self._taken.values())
+
+    def unfinished(self) -> int:
+        """Taken and not done yet."""
+        with self._lock:
+            return sum(len(t) for t in self._taken.values()) - sum(len(d) for d in self._done.values())
 
 
 @dataclass(frozen=True)
@@ -517,11 +523,19 @@ class CanvasSink:
             ("throttled", client.throttled),
         ):
             _CALLS.labels(kind).set(value)
+        # Commands waiting for a dependency, and commands done but not committable yet (behind a
+        # waiting one), do not count against the intake: in a first load,
+        # the window can fill with enrollments whose users are still behind it on the broker,
+        # and pausing then would only wait until they are dead-lettered. A hard cap (twenty
+        # windows) bounds the memory all the same.
+        with self._waiters_lock:
+            parked = sum(len(w) for w in self._waiters.values())
+        active, hard = self._offsets.unfinished() - parked, 20 * self.max_in_flight
         assignment = self.consumer.assignment()
-        if not self._paused and in_flight >= self.max_in_flight and assignment:
+        if not self._paused and (active >= self.max_in_flight or in_flight >= hard) and assignment:
             self.consumer.pause(assignment)
             self._paused = True
-        elif self._paused and in_flight < self.max_in_flight // 2:
+        elif self._paused and active < self.max_in_flight // 2 and in_flight < hard - self.max_in_flight:
             self.consumer.resume(assignment)
             self._paused = False
 
