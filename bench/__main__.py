@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "lms"):
         from bench.lms import run_lms
 
-        measurements += run_lms(kernel, args.lms_events)
+        measurements += run_lms(kernel, args.lms_events, sis_users=500 if args.quick else 2000)
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
