@@ -182,11 +182,15 @@ class Passback:
         """An assignment from ``lms.assignments.v1``: its line item, written when it changed."""
         aid = str(record["assignmentId"])
         with self._lock:
+            before = self._assignments.get(aid) or {}
             self._assignments[aid] = {
                 **record,
                 "dueAt": _date(record.get("dueAt")),
                 "unlockAt": _date(record.get("unlockAt")),
-                "createdAt": _date((record.get("meta") or {}).get("sourceChangedAt")),
+                # the first event's time stands for the assign date; an update does not move it
+                "createdAt": before.get("createdAt")
+                or _date((record.get("meta") or {}).get("sourceChangedAt")),
+                "firstSeen": before.get("firstSeen"),
             }
         class_id = self.class_of(str(record["courseId"]))
         if class_id is None:
@@ -197,7 +201,11 @@ class Passback:
         """The assignment's line item, written when what it says changed (or is new to us)."""
         a = self.assignment(assignment_id, None) or {}
         lid = self.line_item_id(assignment_id)
-        assign = a.get("unlockAt") or a.get("createdAt") or _date(datetime.now(UTC))
+        if not (a.get("unlockAt") or a.get("createdAt")):
+            # OneRoster needs an assign date; the first time seen stands for it, once and for all
+            with self._lock:
+                a.setdefault("firstSeen", _date(datetime.now(UTC)))
+        assign = a.get("unlockAt") or a.get("createdAt") or a.get("firstSeen")
         due = a.get("dueAt") or assign
         item = {
             "title": str(a.get("title") or assignment_id),
