@@ -95,6 +95,10 @@ class CanvasStore:
         self.roles: dict[int, Obj] = {}
         self.assignments: dict[int, Obj] = {}
         self.submissions: dict[tuple[int, int], Obj] = {}
+        # Indexes (enrollments are never removed, and their user, section, course and role never
+        # change): a district's first load makes tens of thousands, and scans would make it slow.
+        self._enrollment_of_key: dict[tuple[int, int, int, int | None], int] = {}
+        self._enrollments_by: dict[tuple[str, int], list[int]] = {}
         #: blueprint course id -> ids of the courses that follow it
         self.associations: dict[int, set[int]] = {}
         self.accounts[1] = {
@@ -619,17 +623,14 @@ class CanvasStore:
                 raise CanvasError(
                     400, f"enrollment_state {state!r} is not allowed", "enrollment_state", "inclusion"
                 )
-            for existing in self.enrollments.values():
-                if (
-                    existing["course_section_id"] == section["id"]
-                    and existing["user_id"] == user["id"]
-                    and existing["role_id"] == role["id"]
-                    and existing["associated_user_id"] == observed
-                ):
-                    existing.update(enrollment_state=state, updated_at=_now())
-                    self._enrollment_dates(existing, e)
-                    self._tell("enrollment_updated", existing)
-                    return existing
+            key = (section["id"], user["id"], role["id"], observed)
+            found = self._enrollment_of_key.get(key)
+            if found is not None:
+                existing = self.enrollments[found]
+                existing.update(enrollment_state=state, updated_at=_now())
+                self._enrollment_dates(existing, e)
+                self._tell("enrollment_updated", existing)
+                return existing
             enrollment = {
                 "id": self._new_id(),
                 "course_id": course["id"],
@@ -649,6 +650,9 @@ class CanvasStore:
             }
             self._enrollment_dates(enrollment, e)
             self.enrollments[enrollment["id"]] = enrollment
+            self._enrollment_of_key[key] = enrollment["id"]
+            for by in (("user", user["id"]), ("section", section["id"]), ("course", course["id"])):
+                self._enrollments_by.setdefault(by, []).append(enrollment["id"])
             self._tell("enrollment_created", enrollment)
             return enrollment
 
@@ -722,19 +726,25 @@ class CanvasStore:
     ) -> list[Obj]:
         """Enrollments of a course, section or user; by default the live ones (not deleted, not
         completed), as Canvas lists them."""
-        rows = list(self.enrollments.values())
+        rows: list[Obj] | None = None
+
+        def narrow(by: str, oid: int) -> list[Obj]:
+            ids = self._enrollments_by.get((by, oid), [])
+            field = {"user": "user_id", "section": "course_section_id", "course": "course_id"}[by]
+            if rows is None:
+                return [self.enrollments[i] for i in ids]
+            return [e for e in rows if e[field] == oid]
+
         if course_ref is not None:
-            cid = self.course(course_ref)["id"]
-            rows = [e for e in rows if e["course_id"] == cid]
+            rows = narrow("course", self.course(course_ref)["id"])
         if section_ref is not None:
-            sid = self.section(section_ref)["id"]
-            rows = [e for e in rows if e["course_section_id"] == sid]
+            rows = narrow("section", self.section(section_ref)["id"])
         if user_ref is not None:
-            uid = self.user(user_ref)["id"]
-            rows = [e for e in rows if e["user_id"] == uid]
+            rows = narrow("user", self.user(user_ref)["id"])
         if user_id is not None:
-            uid = self.user(user_id)["id"]
-            rows = [e for e in rows if e["user_id"] == uid]
+            rows = narrow("user", self.user(user_id)["id"])
+        if rows is None:
+            rows = list(self.enrollments.values())
         wanted_types = set(types)
         if wanted_types:
             rows = [e for e in rows if e["type"] in wanted_types or e["role"] in wanted_types]
