@@ -280,8 +280,9 @@ class EventsProcessor:
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
             self.states[tp.partition] = self.restore(tp.partition)
 
-    def step(self, consumer: Consumer, timeout: float = 1.0) -> int:
-        """Process one batch; returns the number of raw records read."""
+    def step(self, consumer: Consumer, timeout: float = 0.1) -> int:
+        """Process one batch; returns the number of raw records read. ``consume`` waits for the
+        whole timeout unless the batch fills: a short one keeps a quiet stream's latency low."""
         messages = consumer.consume(self.batch_size, timeout)
         offsets: dict[int, int] = {}
         writes: list[tuple[str, str, dict[str, Any], int]] = []  # topic, key, value, partition-free
