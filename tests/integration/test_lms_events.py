@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.lms_events.receiver import EventReceiver
-from connectors.sinks.oneroster_gradebook.sink import GradebookSink
 from simulators.lms.activity import ActivityGenerator, SimClock
 from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
@@ -36,6 +34,7 @@ from streams.lms.processor import EventsProcessor
 from streams.serde import decode_key
 from streams.settings import Settings
 from streams.topology import apply
+from tests.integration.running import Running
 from tests.integration.sis_support import SECRET, start_simulator, wait_for
 from tests.unit.simulators.lms.school import school
 
@@ -151,28 +150,6 @@ def rig(settings: Settings, kernel: Kernel, make_catalog: Any, uid: str) -> Iter
     producer.close()
 
 
-class Running:
-    """A processor in a background thread."""
-
-    def __init__(self, processor: EventsProcessor) -> None:
-        self.processor = processor
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.processor.run(self.stop)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-        assert self.error is None, self.error
-
-
 def caught_up(rig: Rig) -> bool:
     conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
     done, _ = group_caught_up(conf, rig.group, [rig.raw])
@@ -226,7 +203,7 @@ def test_every_real_payload_lands_once_however_often_and_in_whatever_order_it_is
         wait_for(lambda: caught_up(rig), timeout=120)
     finally:
         running.close()
-    counts = running.processor.counts
+    counts = running.worker.counts
     assert counts["duplicate"] + counts["superseded"] >= sum(1 for e in events if e.outputs)
     # Activity is an append stream: every activity event exactly once.
     activity = Counter(v["eventId"] for _, v in rig.read(rig.topic(ACTIVITY)))
@@ -297,7 +274,7 @@ def test_states_are_ordered_by_event_time_and_the_state_survives_a_restart(rig: 
     grades = rig.read(rig.topic(GRADES))
     assert [k for k, _ in grades] == ["77|42", "77|42"]
     assert [v["score"] for _, v in grades] == [5.0, 9.0]  # the last record is the newest grade
-    assert second.processor.counts["superseded"] == 1 and second.processor.counts["duplicate"] == 1
+    assert second.worker.counts["superseded"] == 1 and second.worker.counts["duplicate"] == 1
 
 
 def test_refused_requests_publish_nothing_and_say_why(rig: Rig, fixtures_dir: Path) -> None:
@@ -368,7 +345,7 @@ def test_a_simulated_school_week_arrives_complete_through_duplicates_and_disorde
         running.close()
     # every redelivery of an event that has typed records was absorbed (all within the window)
     typed = [e for _, v in rig.read(rig.raw) for e in read_request(v["body"]) if e.outputs]
-    assert running.processor.counts["duplicate"] == len(typed) - len({e.event_id for e in typed}) > 0
+    assert running.worker.counts["duplicate"] == len(typed) - len({e.event_id for e in typed}) > 0
 
     def latest(name: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in rig.read(rig.topic(name)) if k is not None}
@@ -484,7 +461,7 @@ def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Ker
             outcomes=rig.topic("lms.grades.passback.v1"),
             stage=f"sis_gradebook_{rig.uid}",
         )
-        processor, sink = Running(rig.processor()), RunningSink(passback)
+        processor, sink = Running(rig.processor()), Running(passback)
         conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
         try:
             wait_for(lambda: caught_up(rig), timeout=120)
@@ -523,19 +500,4 @@ def test_grades_entered_in_the_lms_reach_the_sis_gradebook(rig: Rig, kernel: Ker
     assert outcomes[f"{play['id']}|{users[1]['id']}"]["status"] == "skipped"
     assert outcomes[f"{play['id']}|{users[1]['id']}"]["reason"] == "no_sis_class"
     assert all(outcomes[f"{work['id']}|{u['id']}"]["status"] == "written" for u in users)
-    assert sink.sink.counts["grade.written"] >= 5
-
-
-class RunningSink(Running):
-    def __init__(self, sink: GradebookSink) -> None:
-        self.sink = sink
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=lambda: self._guard(sink), daemon=True)
-        self.thread.start()
-
-    def _guard(self, sink: GradebookSink) -> None:
-        try:
-            sink.run(self.stop)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
+    assert sink.worker.counts["grade.written"] >= 5

@@ -7,7 +7,6 @@ Canvas refuses (dead-lettered with its reason, the rest applied)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from streams.serde import encode_key
 from streams.settings import Settings
 from streams.topology import apply
 from tests.integration.roster_support import AS_OF, change_meta, ground_truth
+from tests.integration.running import Running
 from tests.integration.sis_support import read_topic, start_simulator, wait_for
 
 TOKEN = "integration-lms-token"
@@ -122,28 +122,6 @@ def _publish(rig: Rig, values: list[dict[str, Any]]) -> None:
     assert producer.flush(30) == 0
 
 
-class Running:
-    """A sink in a background thread."""
-
-    def __init__(self, sink: CanvasSink) -> None:
-        self.sink = sink
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.sink.run(self.stop)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-        assert self.error is None, repr(self.error)
-
-
 def _caught_up(rig: Rig) -> bool:
     conf = client_config(rig.kernel.settings, rig.kernel.endpoints.kafka_bootstrap)
     return group_caught_up(conf, rig.group, [rig.commands])[0]
@@ -155,7 +133,7 @@ def _run_to_end(rig: Rig, timeout: float = 420.0) -> CanvasSink:
         wait_for(lambda: _caught_up(rig), timeout=timeout, every=1.0)
     finally:
         running.close()
-    return running.sink
+    return running.worker
 
 
 def _expected(targets: dict[str, Target], leave_out: frozenset[str] = frozenset()) -> dict[str, Counter[Any]]:
@@ -231,7 +209,7 @@ def test_a_restart_half_way_and_a_throttling_storm_lose_nothing_and_double_nothi
     _publish(rig, values)
     rig.lms.state.throttle = Throttle(capacity=100, leak_per_s=100, cost=2, preflight=10)  # ~50 calls/s
     first = Running(rig.sink())
-    wait_for(lambda: first.sink.counts["applied"] >= len(values) // 4, timeout=300, every=0.5)
+    wait_for(lambda: first.worker.counts["applied"] >= len(values) // 4, timeout=300, every=0.5)
     first.close()  # stops with commands in flight; their offsets were not committed
     assert not _caught_up(rig)
     second = _run_to_end(rig)
@@ -295,7 +273,7 @@ def test_the_sink_waits_a_while_for_a_late_dependency(rig: Rig) -> None:
     _publish(rig, early)
     running = Running(rig.sink())
     try:
-        wait_for(lambda: running.sink.health()[1]["waiting"] > 0, timeout=120, every=0.5)
+        wait_for(lambda: running.worker.health()[1]["waiting"] > 0, timeout=120, every=0.5)
         time.sleep(1.0)
         _publish(rig, users)  # the users arrive late: their enrollments were waiting
         wait_for(lambda: _caught_up(rig), timeout=240, every=1.0)
