@@ -278,8 +278,6 @@ class LiveEventBuilder:
         self._new_uuid = new_uuid or (lambda: str(uuid.uuid4()))
         self._now = now or (lambda: datetime.now(UTC))
         self._logins: dict[int, Obj] = {}
-        self._roles: dict[tuple[int, int], list[Obj]] = {}
-        self._enrollments_seen = -1
 
     # --- public ------------------------------------------------------------------------------
 
@@ -290,8 +288,6 @@ class LiveEventBuilder:
         """The payload for a store change; None for an event this format does not build."""
         if not self.builds(event_name) or event_name in SESSION_EVENTS:
             return None
-        if event_name.startswith("enrollment_"):
-            self._enrollments_seen = -1  # roles may have changed
         kind = event_name.rsplit("_", 1)[0] if event_name != "grade_change" else "grade"
         method: Callable[[str, Obj], Payload] = getattr(self, f"_{kind}")
         return method(event_name, obj)
@@ -446,13 +442,10 @@ class LiveEventBuilder:
         return self._logins.get(user_id)
 
     def _course_enrollments(self, user_id: int, course_id: int) -> list[Obj]:
-        if self._enrollments_seen != len(self.store.enrollments):
-            roles: dict[tuple[int, int], list[Obj]] = {}
-            for e in self.store.enrollments.values():
-                roles.setdefault((e["user_id"], e["course_id"]), []).append(e)
-            self._roles, self._enrollments_seen = roles, len(self.store.enrollments)
-        rows = self._roles.get((user_id, course_id), [])
-        return [e for e in rows if e["enrollment_state"] in ("active", "invited")]
+        if user_id not in self.store.users:
+            return []  # the root admin, who is no store user
+        rows = self.store.list_enrollments(user_id=user_id, states=("active", "invited"))
+        return [e for e in rows if e["course_id"] == course_id]
 
     def _context_role(self, req: _Req) -> str | None:
         """The actor's role in the context: their enrollment type, or AccountAdmin for the root
