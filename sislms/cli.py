@@ -30,6 +30,10 @@ lms_app = typer.Typer(
     no_args_is_help=True, help="The LMS side: the Canvas simulator and the provisioning sink."
 )
 app.add_typer(lms_app, name="lms")
+db_app = typer.Typer(no_args_is_help=True, help="The analytics store: migrations and where the sink is.")
+app.add_typer(db_app, name="db")
+analytics_app = typer.Typer(no_args_is_help=True, help="The analytics side: the PostgreSQL sink.")
+app.add_typer(analytics_app, name="analytics")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
@@ -318,6 +322,59 @@ def lms_passback() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run_passback(_settings(), stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+# --- analytics store ------------------------------------------------------------------------
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Bring the analytics store's schema up to this version's newest migration (idempotent)."""
+    from sislms.analytics import migrate_store
+
+    try:
+        done = migrate_store(_settings())
+    except SislmsError as exc:
+        raise _fail(exc) from None
+    if done:
+        typer.echo("applied: " + ", ".join(f"{m.version:04d}_{m.name}" for m in done))
+    else:
+        typer.echo("the analytics store is up to date")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonFlag = False) -> None:
+    """Applied migrations, and how fresh each topic is in the store (the sink's positions)."""
+    from sislms.analytics import store_status
+
+    try:
+        status = store_status(_settings())
+    except SislmsError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(status, indent=2, default=str))
+        return
+    typer.echo(f"schema {status['schema']}: migrations {status['migrations'] or 'none applied'}")
+    for p in status["positions"]:
+        typer.echo(
+            f"  {p['topic']}[{p['partition']}]  next offset {p['next_offset']}"
+            f"  last record {p['last_record_at']}  written {p['written_at']}"
+        )
+
+
+@analytics_app.command("sink")
+def analytics_sink() -> None:
+    """Run the analytics sink: SIS entities, LMS facts, provisioning, passback and dead letters
+    upserted into PostgreSQL (migrations applied at start)."""
+    import signal
+    import threading
+
+    from sislms.analytics import run_analytics_sink
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_analytics_sink(_settings(), stop)
     except KeyboardInterrupt:
         stop.set()
 

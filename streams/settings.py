@@ -274,6 +274,20 @@ class Settings(BaseSettings):
         18097, description="Port of the events processor's `/healthz` and `/metrics` (127.0.0.1)."
     )
 
+    # --- Analytics store: the PostgreSQL sink --------------------------------------------------
+    analytics_schema: str = Field(
+        "analytics",
+        pattern="^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the analytics store in `SISLMS_POSTGRES_DSN`'s database "
+        "(made by `sislms db migrate`).",
+    )
+    analytics_batch_size: int = Field(
+        2000, ge=1, description="Most records the analytics sink writes in one transaction."
+    )
+    analytics_port: int = Field(
+        18099, description="Port of the analytics sink's `/healthz` and `/metrics` (127.0.0.1)."
+    )
+
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
     simulator_users: int = Field(
