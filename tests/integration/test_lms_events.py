@@ -9,7 +9,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,142 +17,26 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.lms_events.receiver import EventReceiver
 from simulators.lms.activity import ActivityGenerator, SimClock
 from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.lms.webhook import LiveEventsEmitter
-from simulators.serving import AppServer
-from sislms.lms import build_events_processor, build_passback, build_receiver
+from sislms.lms import build_passback
 from sislms.wiring import Kernel
-from streams.compacted import group_caught_up, read_to_end
-from streams.confirmed import ConfirmedProducer
+from streams.compacted import group_caught_up
 from streams.kafka import client_config
 from streams.lms.events import ACTIVITY, ASSIGNMENTS, GRADES, SUBMISSIONS, read_request
-from streams.lms.processor import EventsProcessor
-from streams.serde import decode_key
 from streams.settings import Settings
-from streams.topology import apply
+from tests.integration.lms_support import LMS_TOKEN, TOKEN, V1P2, Rig, caught_up, open_rig
 from tests.integration.running import Running
 from tests.integration.sis_support import SECRET, start_simulator, wait_for
 from tests.unit.simulators.lms.school import school
 
-TOKEN = "integration-events-token"
-LMS_TOKEN = "integration-lms-token"
-TYPED = (ASSIGNMENTS, SUBMISSIONS, GRADES, ACTIVITY)
-V1P2 = "http://purl.imsglobal.org/ctx/caliper/v1p2"
-
-
-@dataclass
-class Rig:
-    kernel: Kernel
-    settings: Settings
-    uid: str
-    server: AppServer
-    receiver: EventReceiver
-    producer: ConfirmedProducer
-
-    @property
-    def raw(self) -> str:
-        return f"lms.events.raw_{self.uid}.v1"
-
-    @property
-    def dedup(self) -> str:
-        return f"lms.events.dedup_{self.uid}.v1"
-
-    @property
-    def stage(self) -> str:
-        return f"lms_ingest_{self.uid}"
-
-    @property
-    def group(self) -> str:
-        return f"events-{self.uid}"
-
-    def topic(self, name: str) -> str:
-        return name.replace(".v1", f"_{self.uid}.v1")
-
-    def processor(self) -> EventsProcessor:
-        return build_events_processor(
-            self.settings,
-            self.kernel,
-            group=self.group,
-            raw_topic=self.raw,
-            dedup_topic=self.dedup,
-            topics={t: self.topic(t) for t in TYPED},
-            stage=self.stage,
-        )
-
-    def post(self, body: bytes, token: str | None = TOKEN, path: str = "/events") -> httpx.Response:
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.post(f"{self.server.url}{path}", content=body, headers=headers, timeout=30)
-
-    def read(self, topic: str) -> list[tuple[str | None, Any]]:
-        conf = client_config(self.settings, self.kernel.endpoints.kafka_bootstrap)
-        serde = self.kernel.serdes[topic]
-        return [
-            (decode_key(m.key()), serde.decode(m.value())) for m in read_to_end(conf, topic, timeout_s=60)
-        ]
-
 
 @pytest.fixture
 def rig(settings: Settings, kernel: Kernel, make_catalog: Any, uid: str) -> Iterator[Rig]:
-    stage = f"lms_ingest_{uid}"
-    catalog = make_catalog(
-        [
-            {"name": "lms.events.raw_{uid}.v1", "value_schema": "lms/events_raw.v1.avsc"},
-            {
-                "name": "lms.events.dedup_{uid}.v1",
-                "value_schema": "lms/events_dedup.v1.avsc",
-                "cleanup_policy": "compact",
-            },
-            {
-                "name": "lms.assignments_{uid}.v1",
-                "value_schema": "lms/assignments.v1.avsc",
-                "cleanup_policy": "compact",
-            },
-            {
-                "name": "lms.submissions_{uid}.v1",
-                "value_schema": "lms/submissions.v1.avsc",
-                "cleanup_policy": "compact",
-            },
-            {
-                "name": "lms.grades_{uid}.v1",
-                "value_schema": "lms/grades.v1.avsc",
-                "cleanup_policy": "compact",
-            },
-            {"name": "lms.activity_{uid}.v1", "value_schema": "lms/activity.v1.avsc"},
-            {"name": f"dlq.{stage}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
-            {
-                "name": "lms.grades.passback_{uid}.v1",
-                "value_schema": "lms/grades_passback.v1.avsc",
-                "cleanup_policy": "compact",
-            },
-            {
-                "name": "dlq.sis_gradebook_{uid}.v1",
-                "value_schema": "dlq/dead_letter.v1.avsc",
-                "partitions": 1,
-            },
-        ]
-    )
-    assert apply(catalog, kernel.admin, kernel.registry, 1).ok
-    private = Kernel(kernel.settings)
-    private.__dict__["catalog"] = catalog
-    mine = settings.model_copy(update={"lms_events_token": SecretStr(TOKEN)})
-    server, receiver, producer = build_receiver(
-        mine, private, port=0, raw_topic=f"lms.events.raw_{uid}.v1", stage=stage
-    )
-    server.start()
-    yield Rig(private, mine, uid, server, receiver, producer)
-    server.stop()
-    producer.close()
-
-
-def caught_up(rig: Rig) -> bool:
-    conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
-    done, _ = group_caught_up(conf, rig.group, [rig.raw])
-    return done
+    with open_rig(settings, kernel, make_catalog, uid) as r:
+        yield r
 
 
 def envelope(*items: Any) -> bytes:
