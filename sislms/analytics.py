@@ -1,4 +1,5 @@
-"""Builds the analytics side from settings: the PostgreSQL sink and its migrations."""
+"""Builds the analytics side from settings: the engagement processor, the PostgreSQL sink and its
+migrations."""
 
 from __future__ import annotations
 
@@ -10,17 +11,21 @@ from connectors.sinks.postgres.migrate import Migration, migrate
 from connectors.sinks.postgres.sink import AnalyticsSink
 from connectors.sinks.postgres.tables import TABLES
 from sislms.wiring import Kernel
+from streams.analytics.engagement import EngagementProcessor
 from streams.catalog import Catalog
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ServiceUnavailable
 from streams.kafka import consumer_config
+from streams.serde import Serdes
 from streams.settings import Settings
 
 __all__ = [
     "analytics_topics",
     "build_analytics_sink",
+    "build_engagement_processor",
     "migrate_store",
     "run_analytics_sink",
+    "run_engagement_processor",
     "store_status",
 ]
 
@@ -72,6 +77,47 @@ def run_analytics_sink(settings: Settings, stop: threading.Event) -> None:
     control = ControlServer("127.0.0.1", settings.analytics_port, health=sink.health).start()
     try:
         sink.run(stop)
+    finally:
+        control.stop()
+
+
+def build_engagement_processor(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    group: str = "sislms-engagement",
+    activity_topic: str = "lms.activity.v1",
+    state_topic: str = "analytics.engagement_state.v1",
+    out_topic: str = "analytics.engagement_daily.v1",
+    stage: str = "analytics",
+) -> EngagementProcessor:
+    """The engagement processor: LMS activity into time on task per user, course and day."""
+    from zoneinfo import ZoneInfo
+
+    kernel = kernel or Kernel(settings)
+    producer = kernel.producer()
+    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # records built here
+    return EngagementProcessor(
+        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
+        producer=producer,
+        serdes=serdes,
+        dead_letters=DeadLetterPublisher(producer, serdes, kernel.catalog),
+        activity_topic=activity_topic,
+        state_topic=state_topic,
+        out_topic=out_topic,
+        gap_s=settings.analytics_session_gap_s,
+        tz=ZoneInfo(settings.analytics_timezone),
+        horizon_days=settings.analytics_horizon_days,
+        stage=stage,
+    )
+
+
+def run_engagement_processor(settings: Settings, stop: threading.Event) -> None:
+    """Run the engagement processor with its health/metrics endpoint until ``stop`` is set."""
+    processor = build_engagement_processor(settings)
+    control = ControlServer("127.0.0.1", settings.analytics_engagement_port, health=processor.health).start()
+    try:
+        processor.run(stop)
     finally:
         control.stop()
 

@@ -32,7 +32,9 @@ lms_app = typer.Typer(
 app.add_typer(lms_app, name="lms")
 db_app = typer.Typer(no_args_is_help=True, help="The analytics store: migrations and where the sink is.")
 app.add_typer(db_app, name="db")
-analytics_app = typer.Typer(no_args_is_help=True, help="The analytics side: the PostgreSQL sink.")
+analytics_app = typer.Typer(
+    no_args_is_help=True, help="The analytics side: the engagement processor and the PostgreSQL sink."
+)
 app.add_typer(analytics_app, name="analytics")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
@@ -360,6 +362,23 @@ def db_status(as_json: JsonFlag = False) -> None:
             f"  {p['topic']}[{p['partition']}]  next offset {p['next_offset']}"
             f"  last record {p['last_record_at']}  written {p['written_at']}"
         )
+
+
+@analytics_app.command("engagement")
+def analytics_engagement() -> None:
+    """Run the engagement processor: lms.activity.v1 sessionized into time on task, events and
+    sessions per user, course and local day, on analytics.engagement_daily.v1."""
+    import signal
+    import threading
+
+    from sislms.analytics import run_engagement_processor
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_engagement_processor(_settings(), stop)
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @analytics_app.command("sink")

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["PROJECT_ROOT", "Settings"]
@@ -287,6 +287,35 @@ class Settings(BaseSettings):
     analytics_port: int = Field(
         18099, description="Port of the analytics sink's `/healthz` and `/metrics` (127.0.0.1)."
     )
+
+    analytics_timezone: str = Field(
+        "UTC",
+        description="The district's time zone (IANA name, e.g. `America/Chicago`): the local day "
+        "engagement is counted on.",
+    )
+    analytics_session_gap_s: float = Field(
+        1800.0, gt=0, description="Inactivity that ends a session (time on task stops counting)."
+    )
+    analytics_horizon_days: int = Field(
+        14,
+        ge=1,
+        description="Local days of a user's activity the engagement processor keeps open: an event "
+        "of an older day is too late and not counted (it stays in `lms.activity.v1`).",
+    )
+    analytics_engagement_port: int = Field(
+        18100, description="Port of the engagement processor's `/healthz` and `/metrics` (127.0.0.1)."
+    )
+
+    @field_validator("analytics_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as America/Chicago)") from None
+        return v
 
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
