@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -427,3 +427,102 @@ def test_migrations_apply_once_and_an_edited_one_is_refused(rig: Rig) -> None:
         migrate(dsn, rig.schema, edited)
     with pytest.raises(ConfigError, match="newer sislms"):
         migrate(dsn, rig.schema, [])
+
+
+def _enrollment(sid: str, klass: str, user: str, begin: date | None = None, end: date | None = None) -> dict:
+    ref = {"href": None, "type": "x"}
+    return {
+        "sourcedId": sid, "status": "active", "dateLastModified": T0, "metadata": {},
+        "user": {**ref, "sourcedId": user}, "class": {**ref, "sourcedId": klass},
+        "school": {**ref, "sourcedId": "school-1"}, "role": "student", "primary": None,
+        "beginDate": begin, "endDate": end, "meta": _meta(T0),
+    }  # fmt: skip
+
+
+def _result(target_type: str, sis_id: str, lms_id: str) -> dict:
+    return {
+        "commandId": f"c-{sis_id}", "action": f"create_{target_type}", "targetType": target_type,
+        "targetSisId": sis_id, "status": "applied", "lmsId": lms_id, "httpStatus": 200, "error": None,
+        "sequence": 1, "attempt": 1, "appliedAt": T0, "meta": _meta(T0),
+    }  # fmt: skip
+
+
+def _assignment(aid: str, due: datetime | None, state: str = "published") -> dict:
+    return {
+        "assignmentId": aid, "courseId": "900", "sectionIds": [], "sisCourseId": None,
+        "sisSourcedIdOfLineItem": None, "assignmentGroupId": None, "title": f"Work {aid}",
+        "description": None, "dueAt": due, "unlockAt": None, "lockAt": None, "pointsPossible": 10.0,
+        "workflowState": state, "published": state == "published", "submissionTypes": [], "meta": _meta(T0),
+    }  # fmt: skip
+
+
+def _submission(
+    aid: str, user: str, at: datetime | None, sis: str | None = None, excused: bool = False
+) -> dict:
+    return {
+        "submissionId": f"{aid}-{user}", "assignmentId": aid, "courseId": "900", "userId": user,
+        "sisUserId": sis, "attempt": 1 if at else None, "submissionType": None, "submittedAt": at,
+        "workflowState": "submitted" if at else "unsubmitted", "late": None, "missing": None,
+        "excused": excused, "secondsLate": None, "score": None, "grade": None, "gradedAt": None,
+        "meta": _meta(T0),
+    }  # fmt: skip
+
+
+def test_assignment_status_is_right_at_the_due_date_and_at_enrollment_boundaries(rig: Rig) -> None:
+    due = datetime(2026, 9, 10, 23, 59, tzinfo=UTC)
+    later = datetime.now(UTC) + timedelta(days=7)
+    day = due.date()
+    # The class and its LMS course; seven students and the LMS ids of all but s6.
+    rig.send("lms.provisioning.results.v1", "course:K", _result("course", "K", "900"))
+    enrollments = {
+        "s1": _enrollment("e1", "K", "s1"),
+        "s2": _enrollment("e2", "K", "s2", begin=date(2026, 8, 20)),
+        "s3": _enrollment("e3", "K", "s3", end=day),  # leaves on the due date: still owes it
+        "s4": _enrollment("e4", "K", "s4", begin=day + timedelta(days=1)),  # joined after: owes nothing
+        "s5": _enrollment("e5", "K", "s5", end=day - timedelta(days=1)),  # left before: owes nothing
+        "s6": _enrollment("e6", "K", "s6"),
+        "s7": _enrollment("e7", "K", "s7"),
+    }
+    for user, e in enrollments.items():
+        rig.send("sis.enrollments.v1", e["sourcedId"], e)
+        if user != "s6":
+            rig.send("lms.provisioning.results.v1", f"user:{user}", _result("user", user, f"10{user[1]}"))
+    rig.send("sis.enrollments.v1", "t1", {**_enrollment("t1", "K", "teacher"), "role": "teacher"})
+    for a in (_assignment("A1", due), _assignment("A2", later), _assignment("A3", due, "unpublished"),
+              _assignment("A4", None)):  # fmt: skip
+        rig.send("lms.assignments.v1", a["assignmentId"], a)
+    for sub in (
+        _submission("A1", "101", due),  # exactly at the due time: on time
+        _submission("A1", "102", due + timedelta(seconds=1)),  # one second after: late
+        _submission("A1", "L6", due - timedelta(hours=2), sis="s6"),  # no LMS id known: by SIS id
+        _submission("A1", "107", None, excused=True),
+        _submission("A1", "104", due),  # s4 joined after the due date: not expected, not shown
+        _submission("A2", "101", due),
+    ):
+        rig.send("lms.submissions.v1", sub["submissionId"], sub)
+    rig.flush()
+    rig.run_until_caught_up(f"g-{rig.uid}")
+
+    got = {
+        (a, u): status
+        for a, u, status in _query(
+            rig, "select assignment_id, user_sourced_id, status from assignment_status"
+        )
+    }
+    assert got == {
+        ("A1", "s1"): "on_time", ("A1", "s2"): "late", ("A1", "s3"): "missing",
+        ("A1", "s6"): "on_time", ("A1", "s7"): "excused",
+        # due next week: s3 and s5 will have left by then, s4 has joined
+        ("A2", "s1"): "on_time", ("A2", "s2"): "pending", ("A2", "s4"): "pending",
+        ("A2", "s6"): "pending", ("A2", "s7"): "pending",
+        # no due date: whoever is enrolled today
+        ("A4", "s1"): "pending", ("A4", "s2"): "pending", ("A4", "s4"): "pending",
+        ("A4", "s6"): "pending", ("A4", "s7"): "pending",
+    }  # fmt: skip
+
+
+def _query(rig: Rig, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(rig.kernel.endpoints.postgres_dsn) as conn:
+        conn.execute("set time zone 'UTC'")
+        conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(rig.schema)))
+        return conn.execute(query).fetchall()  # type: ignore[call-overload]
