@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install prereqs jars run stop status test unit integration lint bench clean docs
+.PHONY: help install prereqs browser jars run stop status test unit integration lint bench clean docs
 
 help:
 	@echo "make run    - install, start Kafka + registry + PostgreSQL, apply the topology"
@@ -27,6 +27,17 @@ prereqs: install
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null; \
 	  else \
 	    echo "Maven is needed once to fetch the Kafka and registry jars: install it (apt-get install maven, brew install maven, ...)"; exit 1; \
+	  fi; \
+	fi
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+browser: install
+	@if ! command -v chromium >/dev/null 2>&1 && [ -z "$${SISLMS_CHROMIUM:-}" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium from Debian's packages (the dashboard's browser tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is needed by the dashboard's browser tests: apt-get install chromium, or set SISLMS_CHROMIUM"; exit 1; \
 	  fi; \
 	fi
 
@@ -65,12 +76,12 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-integration: jars
+integration: jars browser
 	$(BIN)/pytest tests/integration -q
 
 # The README's test command: lint, then every test (the integration tests start the stack
 # themselves through a session fixture, or use the services the environment names).
-test: jars lint
+test: jars browser lint
 	$(BIN)/pytest -q
 
 bench: jars

@@ -398,6 +398,21 @@ def analytics_sink() -> None:
         stop.set()
 
 
+# --- dashboard --------------------------------------------------------------------------------
+@app.command("dashboard")
+def dashboard_cmd(
+    port: Annotated[int | None, typer.Option("--port", help="Port (default SISLMS_DASHBOARD_PORT).")] = None,
+) -> None:
+    """Serve the dashboard: district overview with sync health, school, class and student views,
+    the rows behind every number. Sign in as SISLMS_DASHBOARD_USER."""
+    from sislms.dashboard import serve_dashboard
+
+    try:
+        serve_dashboard(_settings(), port)
+    except SislmsError as exc:
+        raise _fail(exc) from None
+
+
 @sis_app.command("sync")
 def sis_sync(
     once: Annotated[bool, typer.Option("--once", help="One run, then exit (no trigger endpoint).")] = False,

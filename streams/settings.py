@@ -317,6 +317,26 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r} (an IANA name such as America/Chicago)") from None
         return v
 
+    # --- Dashboard (sislms dashboard) ------------------------------------------------------------
+    dashboard_host: str = Field("127.0.0.1", description="Address the dashboard listens on.")
+    dashboard_port: int = Field(18088, description="Port of the dashboard (`sislms dashboard`).")
+    dashboard_user: str = Field("admin", description="User name that signs in to the dashboard.")
+    dashboard_group_prefix: str = Field(
+        "sislms-",
+        description="Consumer groups whose lag the dashboard shows: those whose id starts with this "
+        "(empty: every group on the cluster).",
+    )
+    dashboard_password: SecretStr | None = Field(
+        None,
+        description="Password that signs in to the dashboard. Unset: a random one made once under "
+        "the state dir (`secrets/dashboard-password`, mode 0600).",
+    )
+    dashboard_session_key: SecretStr | None = Field(
+        None,
+        description="Key that signs the dashboard's session cookies (16 bytes or more; the same on "
+        "every replica). Unset: a random one made once under the state dir.",
+    )
+
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
     simulator_users: int = Field(

@@ -48,6 +48,7 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SISLMS_SCHEMA_REGISTRY_BASIC_AUTH", "user:hunter2")
     monkeypatch.setenv("SISLMS_SIS_CLIENT_SECRET", "sis-hunter3")
     monkeypatch.setenv("SISLMS_LMS_TOKEN", "lms-hunter4")
+    monkeypatch.setenv("SISLMS_DASHBOARD_PASSWORD", "dash-hunter5")
     s = Settings()
     assert set(s.secrets) == {
         "kafka_sasl_password",
@@ -57,9 +58,12 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
         "sis_webhook_secret",
         "lms_token",
         "lms_events_token",
+        "dashboard_password",
+        "dashboard_session_key",
     }
     for text in (repr(s), str(s.as_dict())):
         assert "hunter2" not in text and "sis-hunter3" not in text and "lms-hunter4" not in text
+        assert "dash-hunter5" not in text
     assert s.as_dict()["schema_registry_basic_auth"] == "**********"
 
 

@@ -1,0 +1,1 @@
+"""The dashboard: district, school, class and student views and sync health, over the analytics store."""
