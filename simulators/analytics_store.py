@@ -314,7 +314,11 @@ def seed_store(
     with psycopg.connect(dsn) as conn:
         for name, rows in tables.items():
             out.rows[name] = _copy(conn, schema, name, rows)
-        conn.execute(sql.SQL("analyze {}").format(sql.Identifier(schema, "engagement_daily")))
+        conn.commit()
+        conn.execute(
+            sql.SQL("refresh materialized view {}").format(sql.Identifier(schema, "assignment_work"))
+        )
+        conn.execute(sql.SQL("analyze"))
         conn.commit()
     return out
 

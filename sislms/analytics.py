@@ -68,6 +68,7 @@ def build_analytics_sink(
         topics=topics if topics is not None else analytics_topics(kernel.catalog),
         stage=stage,
         batch_size=settings.analytics_batch_size,
+        refresh_s=settings.analytics_refresh_s,
     )
 
 

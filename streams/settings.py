@@ -284,6 +284,12 @@ class Settings(BaseSettings):
     analytics_batch_size: int = Field(
         2000, ge=1, description="Most records the analytics sink writes in one transaction."
     )
+    analytics_refresh_s: float = Field(
+        60.0,
+        gt=0,
+        description="Most seconds between refreshes of who owes which work (`assignment_work`) while "
+        "the analytics sink is busy; it refreshes at once when idle.",
+    )
     analytics_port: int = Field(
         18099, description="Port of the analytics sink's `/healthz` and `/metrics` (127.0.0.1)."
     )

@@ -142,7 +142,8 @@ class Rig:
     def run_until_caught_up(self, group: str) -> AnalyticsSink:
         running = Running(self.sink(group))
         try:
-            wait_for(lambda: self.caught_up(group), timeout=120)
+            # caught up, and who owes which work refreshed after the last batch that changed it
+            wait_for(lambda: self.caught_up(group) and not running.worker.stale, timeout=120)
         finally:
             running.close()
         return running.worker

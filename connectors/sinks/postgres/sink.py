@@ -49,6 +49,16 @@ BATCH_SECONDS = Histogram(
 )
 
 
+REFRESH_SECONDS = Histogram(
+    "sislms_analytics_refresh_seconds",
+    "Time to refresh the assignment_work materialized view.",
+    buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
+#: The tables assignment_work is made from: a write to any makes it stale.
+_WORK_INPUTS = frozenset({"assignments", "submissions", "enrollments", "provisioning_results"})
+
+
 class RowRefused(SkippableError):
     """The analytics store refused a row (a constraint, a value it cannot hold)."""
 
@@ -102,6 +112,7 @@ class AnalyticsSink:
         stage: str = "analytics",
         batch_size: int = 2000,
         migrate_at_start: bool = True,
+        refresh_s: float = 60.0,
     ) -> None:
         self.dsn = dsn
         self.schema = check_schema_name(schema)
@@ -123,6 +134,9 @@ class AnalyticsSink:
             " last_record_at = greatest({}.last_record_at, excluded.last_record_at), written_at = now()"
             " where {}.next_offset <= excluded.next_offset"
         ).format(*(sql.Identifier(schema, "sink_positions"),) * 3)
+        self.refresh_s = refresh_s
+        self._dirty = False  # assignment_work needs a refresh
+        self._refreshed_at = 0.0
         self._own_dlq = serdes.catalog.dead_letter_topic(stage).name
         self.counts: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -142,8 +156,10 @@ class AnalyticsSink:
                 try:
                     if conn is None or conn.closed:
                         conn = psycopg.connect(self.dsn, connect_timeout=10)
-                    self.step(consumer, conn)
+                    read = self.step(consumer, conn)
                     self.last_error = None
+                    if self._dirty and (read == 0 or time.monotonic() - self._refreshed_at >= self.refresh_s):
+                        self.refresh(conn)
                 except (RetriableError, psycopg.OperationalError) as exc:
                     self.last_error = f"{exc.__class__.__name__}: {str(exc)[:200]}"
                     log.warning("analytics sink: %s; reading the batch again", self.last_error)
@@ -160,6 +176,28 @@ class AnalyticsSink:
             if conn is not None:
                 conn.close()
             log.info("analytics sink stopped: %s", dict(self.counts))
+
+    @property
+    def stale(self) -> bool:
+        """Whether ``assignment_work`` waits for a refresh after writes that change it."""
+        return self._dirty
+
+    def refresh(self, conn: psycopg.Connection) -> None:
+        """Refresh ``assignment_work`` (who owes which work, what they handed in) without
+        blocking its readers; done after batches that change it, at most every ``refresh_s``
+        and at once when the sink is idle."""
+        started = time.monotonic()
+        with conn.transaction():
+            conn.execute(
+                sql.SQL("refresh materialized view concurrently {}").format(
+                    sql.Identifier(self.schema, "assignment_work")
+                )
+            )
+        self._dirty = False
+        self._refreshed_at = time.monotonic()
+        self.counts["refreshes"] += 1
+        REFRESH_SECONDS.observe(self._refreshed_at - started)
+        log.debug("analytics sink: assignment_work refreshed in %.2f s", self._refreshed_at - started)
 
     def _rewind(self, consumer: Consumer) -> None:
         """Back to the committed offsets: what was not committed is written again."""
@@ -256,6 +294,8 @@ class AnalyticsSink:
                         self._dead_letter(it.message, RowRefused(_refusal(row_exc)), it.table)
                         refused.add(id(it))
                 self._save_positions(conn, offsets)
+        if any(it.table.name in _WORK_INPUTS for it in upserts + deletes):
+            self._dirty = True
         for it in upserts:
             if id(it) not in refused:
                 self._count(it.table, "written")
@@ -311,6 +351,7 @@ class AnalyticsSink:
         return healthy, {
             "healthy": healthy,
             "schema": self.schema,
+            "assignment_work_stale": self._dirty,
             "counts": dict(self.counts),
             "last_batch_at": self.last_batch_at,
             "last_error": self.last_error,
