@@ -41,7 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
-    p.add_argument("--only", choices=["serde", "kafka", "sis", "roster", "lms"], help="run one group only")
+    p.add_argument(
+        "--only", choices=["serde", "kafka", "sis", "roster", "lms", "dashboard"], help="run one group only"
+    )
+    p.add_argument(
+        "--dashboard-users",
+        type=int,
+        help="district size of the analytics sink and dashboard bench (default 25,000; 500 with --quick)",
+    )
     p.add_argument(
         "--lms-events",
         type=int,
@@ -176,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.lms import run_lms
 
         measurements += run_lms(kernel, args.lms_events, sis_users=500 if args.quick else 2000)
+    if args.only in (None, "dashboard"):
+        from bench.dashboard import run_dashboard
+
+        users = args.dashboard_users or (500 if args.quick else 25_000)
+        measurements += run_dashboard(kernel, users, requests=5 if args.quick else 20)
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -120,9 +120,7 @@ class Store:
         )
 
     async def provisioning(self) -> list[Row]:
-        return await self._rows(
-            "select status, target_type, count(*) as n from provisioning_status group by 1, 2 order by 1, 2"
-        )
+        return await self._rows("select status, target_type, n from provisioning_counts order by 1, 2")
 
     async def dead_letters(self) -> list[Row]:
         return await self._rows(
@@ -130,38 +128,39 @@ class Store:
             " as last_day, max(failed_at) as latest from dead_letters group by stage order by stage"
         )
 
-    async def passback(self) -> list[Row]:
+    async def passback(self, days: int = 7) -> list[Row]:
+        """Grades given in the last ``days`` days, by passback status."""
         return await self._rows(
-            "select passback_status as status, count(*) as n from grades_passback_status"
-            " group by 1 order by 1"
+            "select status, sum(n) as n from passback_counts"
+            " where day > current_date - %(days)s::int group by 1 order by 1",
+            {"days": days},
         )
 
     # --- engagement ---------------------------------------------------------------------------
 
     async def trend(self, f: Filters, days: int = 28) -> list[Row]:
-        """District (or school) time on task per day: hours and active users."""
+        """District (or school) time on task per day: hours and active users (a rollup the sink
+        keeps)."""
         start, end = await self.term_dates(f.term)
         return await self._rows(
-            "select d.day, sum(d.seconds) / 3600.0 as hours, count(distinct d.user_id) as active"
-            " from engagement_daily d"
-            " left join users u on u.sourced_id = d.sis_user_id"
-            " where d.course_key = '*'"
-            "   and d.day >= coalesce(%(start)s, current_date - %(days)s::int + 1)"
-            "   and d.day <= coalesce(%(end)s, current_date)"
-            "   and (%(school)s::text is null or %(school)s = any(u.org_sourced_ids))"
-            " group by d.day order by d.day",
+            "select day, seconds / 3600.0 as hours, active from engagement_by_school"
+            " where school_sourced_id = coalesce(%(school)s, '*')"
+            "   and day >= coalesce(%(start)s, current_date - %(days)s::int + 1)"
+            "   and day <= coalesce(%(end)s, current_date)"
+            " order by day",
             {"start": start, "end": end, "days": days, "school": f.school},
         )
 
     async def work_by_school(self, f: Filters, days: int = 14) -> list[Row]:
-        """Missing and late work due in the last ``days`` days, per school."""
+        """Missing, late and on-time work due in the last ``days`` days, per school."""
         return await self._rows(
-            "select s.school_sourced_id, o.name, count(*) filter (where s.status = 'missing') as missing,"
-            " count(*) filter (where s.status = 'late') as late,"
-            " count(*) filter (where s.status = 'on_time') as on_time"
-            " from assignment_status s left join orgs o on o.sourced_id = s.school_sourced_id"
-            " where s.due_at >= now() - make_interval(days => %(days)s) and s.due_at < now()"
-            "   and (%(school)s::text is null or s.school_sourced_id = %(school)s)"
+            "select w.school_sourced_id, o.name,"
+            " coalesce(sum(w.n) filter (where w.kind = 'none'), 0) as missing,"
+            " coalesce(sum(w.n) filter (where w.kind = 'late'), 0) as late,"
+            " coalesce(sum(w.n) filter (where w.kind = 'on_time'), 0) as on_time"
+            " from work_counts w left join orgs o on o.sourced_id = w.school_sourced_id"
+            " where w.due_at >= now() - make_interval(days => %(days)s) and w.due_at < now()"
+            "   and (%(school)s::text is null or w.school_sourced_id = %(school)s)"
             " group by 1, 2 order by 2",
             {"days": days, "school": f.school},
         )
@@ -183,17 +182,19 @@ class Store:
             "), students as ("
             "  select e.class_sourced_id, count(*) as n from enrollments e"
             "  join c on c.sourced_id = e.class_sourced_id"
-            "  where e.role = 'student' and e.status = 'active' and not e.deleted"
+            "  where e.school_sourced_id = %(school)s"
+            "  and e.role = 'student' and e.status = 'active' and not e.deleted"
             "  and (e.begin_date is null or e.begin_date <= current_date)"
             "  and (e.end_date is null or e.end_date >= current_date) group by 1"
             "), minutes as ("
             "  select c.sourced_id, sum(d.seconds) / 60.0 as minutes from engagement_daily d"
             "  join c on c.course_id = d.course_id"
-            "  where d.day > current_date - %(days)s::int group by 1"
+            "  where d.course_key <> '*' and d.day > current_date - %(days)s::int group by 1"
             "), work as ("
-            "  select s.class_sourced_id, count(*) filter (where s.status = 'missing') as missing,"
-            "   count(*) filter (where s.status = 'late') as late from assignment_status s"
-            "  where s.school_sourced_id = %(school)s group by 1"
+            "  select w.class_sourced_id,"
+            "   sum(w.n) filter (where w.kind = 'none' and w.due_at < now()) as missing,"
+            "   sum(w.n) filter (where w.kind = 'late') as late from work_counts w"
+            "  where w.school_sourced_id = %(school)s group by 1"
             ")"
             " select c.sourced_id, c.title, c.class_code, coalesce(st.n, 0) as students,"
             "  coalesce(m.minutes, 0) / greatest(coalesce(st.n, 0), 1) as minutes_per_student,"

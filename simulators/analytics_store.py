@@ -22,6 +22,7 @@ from psycopg import sql
 
 from connectors.oneroster.models import ENTITIES, to_record
 from connectors.sinks.postgres.migrate import migrate
+from connectors.sinks.postgres.sink import DERIVED
 from connectors.sinks.postgres.tables import TABLES, Source
 from simulators.district import DistrictSpec, generate
 from streams.catalog import Catalog
@@ -315,10 +316,11 @@ def seed_store(
         for name, rows in tables.items():
             out.rows[name] = _copy(conn, schema, name, rows)
         conn.commit()
-        conn.execute(
-            sql.SQL("refresh materialized view {}").format(sql.Identifier(schema, "assignment_work"))
-        )
-        conn.execute(sql.SQL("analyze"))
+        views = tuple(view for view, _ in DERIVED)  # as the analytics sink refreshes them
+        for view in views:
+            conn.execute(sql.SQL("refresh materialized view {}").format(sql.Identifier(schema, view)))
+        for name in (*tables, *views):
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(schema, name)))
         conn.commit()
     return out
 

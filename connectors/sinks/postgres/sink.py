@@ -51,12 +51,20 @@ BATCH_SECONDS = Histogram(
 
 REFRESH_SECONDS = Histogram(
     "sislms_analytics_refresh_seconds",
-    "Time to refresh the assignment_work materialized view.",
+    "Time to refresh one materialized view of the analytics store.",
+    ["view"],
     buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
-#: The tables assignment_work is made from: a write to any makes it stale.
-_WORK_INPUTS = frozenset({"assignments", "submissions", "enrollments", "provisioning_results"})
+#: The materialized views the sink refreshes, in order, each with the tables (or views) it is
+#: made from: a write to any makes it stale.
+DERIVED: tuple[tuple[str, frozenset[str]], ...] = (
+    ("assignment_work", frozenset({"assignments", "submissions", "enrollments", "provisioning_results"})),
+    ("work_counts", frozenset({"assignment_work"})),
+    ("engagement_by_school", frozenset({"engagement_daily", "users"})),
+    ("passback_counts", frozenset({"grades", "grade_passback"})),
+    ("provisioning_counts", frozenset({"provisioning_commands", "provisioning_results"})),
+)
 
 
 class RowRefused(SkippableError):
@@ -97,6 +105,95 @@ def _refusal(exc: psycopg.Error) -> str:
     return what
 
 
+class Refresher:
+    """Refreshes the stale materialized views in its own thread and connection, so that the sink
+    goes on writing meanwhile (a concurrent refresh blocks neither readers nor writers of the
+    tables it reads). A view is refreshed at most every ``interval_s`` while the sink is busy,
+    and at once when the sink says it is idle; its dependents follow in the same round."""
+
+    def __init__(self, dsn: str, schema: str, interval_s: float) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.interval_s = interval_s
+        self.counts: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self._pending: set[str] = set()
+        self._busy = False
+        self._idle = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._refreshed_at = 0.0
+
+    def mark(self, tables: set[str]) -> None:
+        """Tables (or views) written: the views made from them are stale."""
+        stale = {view for view, inputs in DERIVED if inputs & tables}
+        if stale:
+            with self._lock:
+                self._pending |= stale
+                self._idle = False
+
+    def idle(self) -> None:
+        """The sink has nothing to read: refresh what is stale now."""
+        with self._lock:
+            self._idle = True
+        self._wake.set()
+
+    @property
+    def stale(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pending) + (["(refreshing)"] if self._busy else [])
+
+    def run(self, stop: threading.Event) -> None:
+        conn: psycopg.Connection | None = None
+        try:
+            while not stop.is_set():
+                self._wake.wait(1.0)
+                self._wake.clear()
+                with self._lock:
+                    due = self._idle or time.monotonic() - self._refreshed_at >= self.interval_s
+                    if not self._pending or not due:
+                        continue
+                    todo, self._pending, self._busy = self._pending, set(), True
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+                    self._refresh(conn, todo, stop)
+                    self.last_error = None
+                except psycopg.Error as exc:
+                    self.last_error = f"{exc.__class__.__name__}: {str(exc).strip()[:200]}"
+                    log.warning("analytics sink: refresh of %s failed (%s)", sorted(todo), self.last_error)
+                    with self._lock:
+                        self._pending |= todo
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    stop.wait(2)
+                finally:
+                    with self._lock:
+                        self._busy = False
+                        self._refreshed_at = time.monotonic()
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _refresh(self, conn: psycopg.Connection, todo: set[str], stop: threading.Event) -> None:
+        for view, _ in DERIVED:  # in order: a view before the views made from it
+            if view not in todo or stop.is_set():
+                continue
+            started = time.monotonic()
+            name = sql.Identifier(self.schema, view)
+            conn.execute(sql.SQL("refresh materialized view concurrently {}").format(name))
+            todo.discard(view)
+            todo |= {v for v, inputs in DERIVED if view in inputs}
+            spent = time.monotonic() - started
+            self.counts[f"refreshed.{view}"] += 1
+            REFRESH_SECONDS.labels(view).observe(spent)
+            log.debug("analytics sink: %s refreshed in %.2f s", view, spent)
+        if todo:  # stopped half-way
+            with self._lock:
+                self._pending |= todo
+
+
 class AnalyticsSink:
     """Consumes the topics of ``topics`` (canonical name -> name on the broker) into ``schema``."""
 
@@ -134,9 +231,7 @@ class AnalyticsSink:
             " last_record_at = greatest({}.last_record_at, excluded.last_record_at), written_at = now()"
             " where {}.next_offset <= excluded.next_offset"
         ).format(*(sql.Identifier(schema, "sink_positions"),) * 3)
-        self.refresh_s = refresh_s
-        self._dirty = False  # assignment_work needs a refresh
-        self._refreshed_at = 0.0
+        self.refresher = Refresher(dsn, schema, refresh_s)
         self._own_dlq = serdes.catalog.dead_letter_topic(stage).name
         self.counts: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -151,15 +246,19 @@ class AnalyticsSink:
         log.info("analytics sink: %d topics into schema %s", len(self.tables), self.schema)
         conn: psycopg.Connection | None = None
         last_report = time.monotonic()
+        refresher_stop = threading.Event()
+        refresher = threading.Thread(
+            target=self.refresher.run, args=(refresher_stop,), name="analytics-refresh", daemon=True
+        )
+        refresher.start()
         try:
             while not stop.is_set():
                 try:
                     if conn is None or conn.closed:
                         conn = psycopg.connect(self.dsn, connect_timeout=10)
-                    read = self.step(consumer, conn)
+                    if self.step(consumer, conn) == 0:
+                        self.refresher.idle()
                     self.last_error = None
-                    if self._dirty and (read == 0 or time.monotonic() - self._refreshed_at >= self.refresh_s):
-                        self.refresh(conn)
                 except (RetriableError, psycopg.OperationalError) as exc:
                     self.last_error = f"{exc.__class__.__name__}: {str(exc)[:200]}"
                     log.warning("analytics sink: %s; reading the batch again", self.last_error)
@@ -172,32 +271,17 @@ class AnalyticsSink:
                     last_report = time.monotonic()
                     log.info("analytics sink: %s", dict(self.counts))
         finally:
+            refresher_stop.set()
+            refresher.join(120)
             consumer.close()
             if conn is not None:
                 conn.close()
-            log.info("analytics sink stopped: %s", dict(self.counts))
+            log.info("analytics sink stopped: %s", dict(self.counts | self.refresher.counts))
 
     @property
     def stale(self) -> bool:
-        """Whether ``assignment_work`` waits for a refresh after writes that change it."""
-        return self._dirty
-
-    def refresh(self, conn: psycopg.Connection) -> None:
-        """Refresh ``assignment_work`` (who owes which work, what they handed in) without
-        blocking its readers; done after batches that change it, at most every ``refresh_s``
-        and at once when the sink is idle."""
-        started = time.monotonic()
-        with conn.transaction():
-            conn.execute(
-                sql.SQL("refresh materialized view concurrently {}").format(
-                    sql.Identifier(self.schema, "assignment_work")
-                )
-            )
-        self._dirty = False
-        self._refreshed_at = time.monotonic()
-        self.counts["refreshes"] += 1
-        REFRESH_SECONDS.observe(self._refreshed_at - started)
-        log.debug("analytics sink: assignment_work refreshed in %.2f s", self._refreshed_at - started)
+        """Whether a materialized view waits for (or is in) a refresh after writes that change it."""
+        return bool(self.refresher.stale)
 
     def _rewind(self, consumer: Consumer) -> None:
         """Back to the committed offsets: what was not committed is written again."""
@@ -294,8 +378,7 @@ class AnalyticsSink:
                         self._dead_letter(it.message, RowRefused(_refusal(row_exc)), it.table)
                         refused.add(id(it))
                 self._save_positions(conn, offsets)
-        if any(it.table.name in _WORK_INPUTS for it in upserts + deletes):
-            self._dirty = True
+        self.refresher.mark({it.table.name for it in upserts + deletes})
         for it in upserts:
             if id(it) not in refused:
                 self._count(it.table, "written")
@@ -351,7 +434,8 @@ class AnalyticsSink:
         return healthy, {
             "healthy": healthy,
             "schema": self.schema,
-            "assignment_work_stale": self._dirty,
+            "stale_views": self.refresher.stale,
+            "refresh_error": self.refresher.last_error,
             "counts": dict(self.counts),
             "last_batch_at": self.last_batch_at,
             "last_error": self.last_error,
