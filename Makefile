@@ -70,7 +70,7 @@ docs: install
 	$(BIN)/sislms docs
 
 lint: install
-	$(BIN)/ruff check streams connectors simulators sislms tests bench
+	$(BIN)/ruff check streams connectors simulators sislms dashboard tests bench
 	$(BIN)/mypy
 
 unit: install
