@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from connectors.control import ControlServer
 from connectors.sinks.postgres.migrate import Migration, migrate
 from connectors.sinks.postgres.sink import AnalyticsSink
 from connectors.sinks.postgres.tables import TABLES
-from sislms.wiring import Kernel
+from sislms.wiring import Kernel, run_with_health
 from streams.analytics.engagement import EngagementProcessor
 from streams.catalog import Catalog
 from streams.dlq import DeadLetterPublisher
@@ -74,12 +73,7 @@ def build_analytics_sink(
 
 def run_analytics_sink(settings: Settings, stop: threading.Event) -> None:
     """Run the analytics sink with its health/metrics endpoint until ``stop`` is set."""
-    sink = build_analytics_sink(settings)
-    control = ControlServer("127.0.0.1", settings.analytics_port, health=sink.health).start()
-    try:
-        sink.run(stop)
-    finally:
-        control.stop()
+    run_with_health(build_analytics_sink(settings), settings.analytics_port, stop)
 
 
 def build_engagement_processor(
@@ -115,12 +109,7 @@ def build_engagement_processor(
 
 def run_engagement_processor(settings: Settings, stop: threading.Event) -> None:
     """Run the engagement processor with its health/metrics endpoint until ``stop`` is set."""
-    processor = build_engagement_processor(settings)
-    control = ControlServer("127.0.0.1", settings.analytics_engagement_port, health=processor.health).start()
-    try:
-        processor.run(stop)
-    finally:
-        control.stop()
+    run_with_health(build_engagement_processor(settings), settings.analytics_engagement_port, stop)
 
 
 def store_status(settings: Settings, kernel: Kernel | None = None) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +48,16 @@ def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+def _until_signal(run: Callable[[threading.Event], None]) -> None:
+    """``run(stop)`` in the foreground; SIGTERM or Ctrl-C sets ``stop``."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run(stop)
+    except KeyboardInterrupt:
+        stop.set()
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
@@ -255,17 +268,9 @@ def lms_serve(
 def lms_sink() -> None:
     """Run the Canvas provisioning sink: lms.provisioning.v1 applied to Canvas, outcomes to
     lms.provisioning.results.v1; /healthz and /metrics on SISLMS_LMS_SINK_PORT."""
-    import signal
-    import threading
-
     from sislms.lms import run_sink
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_sink(_settings(), stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_sink(_settings(), stop))
 
 
 @lms_app.command("receive")
@@ -274,9 +279,6 @@ def lms_receive(
 ) -> None:
     """Run the LMS event receiver: Canvas Live Events and Caliper envelopes on POST /events
     (Bearer SISLMS_LMS_EVENTS_TOKEN), into lms.events.raw.v1; /healthz and /metrics."""
-    import signal
-    import threading
-
     from sislms.lms import build_receiver
 
     server, _, producer = build_receiver(_settings(), port=port)
@@ -298,34 +300,18 @@ def lms_receive(
 def lms_events() -> None:
     """Run the events processor: lms.events.raw.v1 deduplicated and ordered into
     lms.assignments.v1, lms.submissions.v1, lms.grades.v1 and lms.activity.v1."""
-    import signal
-    import threading
-
     from sislms.lms import run_events_processor
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_events_processor(_settings(), stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_events_processor(_settings(), stop))
 
 
 @lms_app.command("passback")
 def lms_passback() -> None:
     """Run the grade passback: lms.assignments.v1 and lms.grades.v1 written to the SIS gradebook
     (OneRoster 1.2 line items and results), outcomes to lms.grades.passback.v1."""
-    import signal
-    import threading
-
     from sislms.lms import run_passback
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_passback(_settings(), stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_passback(_settings(), stop))
 
 
 # --- analytics store ------------------------------------------------------------------------
@@ -368,34 +354,18 @@ def db_status(as_json: JsonFlag = False) -> None:
 def analytics_engagement() -> None:
     """Run the engagement processor: lms.activity.v1 sessionized into time on task, events and
     sessions per user, course and local day, on analytics.engagement_daily.v1."""
-    import signal
-    import threading
-
     from sislms.analytics import run_engagement_processor
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_engagement_processor(_settings(), stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_engagement_processor(_settings(), stop))
 
 
 @analytics_app.command("sink")
 def analytics_sink() -> None:
     """Run the analytics sink: SIS entities, LMS facts, provisioning, passback and dead letters
     upserted into PostgreSQL (migrations applied at start)."""
-    import signal
-    import threading
-
     from sislms.analytics import run_analytics_sink
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_analytics_sink(_settings(), stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_analytics_sink(_settings(), stop))
 
 
 # --- dashboard --------------------------------------------------------------------------------
@@ -421,9 +391,6 @@ def sis_sync(
     ] = False,
 ) -> None:
     """Run the OneRoster REST source: snapshot, then delta polls plus the webhook trigger."""
-    import signal
-    import threading
-
     from sislms.sis import build_rest_source, run_rest_source
 
     settings = _settings()
@@ -444,12 +411,7 @@ def sis_sync(
             )
         )
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_rest_source(settings, stop)
-    except KeyboardInterrupt:
-        stop.set()
+    _until_signal(lambda stop: run_rest_source(settings, stop))
 
 
 @sis_app.command("load")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 
-from connectors.control import ControlServer
 from connectors.lms_events.receiver import EventReceiver
 from connectors.oneroster.auth import ClientCredentials
 from connectors.sinks.canvas.apply import Provisioner
@@ -18,7 +17,7 @@ from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.serving import AppServer
 from sislms.local_secrets import local_secret
-from sislms.wiring import Kernel
+from sislms.wiring import Kernel, run_with_health
 from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ConfigError
@@ -118,11 +117,9 @@ def build_sink(
 def run_sink(settings: Settings, stop: threading.Event) -> None:
     """Run the provisioning sink with its health/metrics endpoint until ``stop`` is set."""
     sink = build_sink(settings)
-    control = ControlServer("127.0.0.1", settings.lms_sink_port, health=sink.health).start()
     try:
-        sink.run(stop)
+        run_with_health(sink, settings.lms_sink_port, stop)
     finally:
-        control.stop()
         sink.provisioner.client.close()
 
 
@@ -198,12 +195,7 @@ def build_events_processor(
 
 def run_events_processor(settings: Settings, stop: threading.Event) -> None:
     """Run the events processor with its health/metrics endpoint until ``stop`` is set."""
-    processor = build_events_processor(settings)
-    control = ControlServer("127.0.0.1", settings.lms_events_processor_port, health=processor.health).start()
-    try:
-        processor.run(stop)
-    finally:
-        control.stop()
+    run_with_health(build_events_processor(settings), settings.lms_events_processor_port, stop)
 
 
 def build_passback(
@@ -256,9 +248,4 @@ def build_passback(
 
 def run_passback(settings: Settings, stop: threading.Event) -> None:
     """Run the grade passback with its health/metrics endpoint until ``stop`` is set."""
-    sink = build_passback(settings)
-    control = ControlServer("127.0.0.1", settings.passback_port, health=sink.health).start()
-    try:
-        sink.run(stop)
-    finally:
-        control.stop()
+    run_with_health(build_passback(settings), settings.passback_port, stop)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Protocol
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from connectors.control import ControlServer
 from streams.catalog import Catalog, load_catalog
 from streams.endpoints import Endpoints, resolve_endpoints
 from streams.kafka import admin_config, producer_config
@@ -15,7 +18,7 @@ from streams.registry import Registry
 from streams.serde import Serdes
 from streams.settings import Settings
 
-__all__ = ["Kernel"]
+__all__ = ["Kernel", "Worker", "run_with_health"]
 
 
 @dataclass
@@ -46,3 +49,21 @@ class Kernel:
 
     def producer(self, **extra: object) -> Producer:
         return Producer(producer_config(self.settings, self.endpoints.kafka_bootstrap, **extra))
+
+
+class Worker(Protocol):
+    """A long-running consumer: runs until ``stop`` is set and says how it is."""
+
+    def run(self, stop: threading.Event) -> None: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+
+def run_with_health(worker: Worker, port: int, stop: threading.Event) -> None:
+    """Run ``worker`` with its ``/healthz`` and ``/metrics`` on ``port`` (127.0.0.1) until
+    ``stop`` is set."""
+    control = ControlServer("127.0.0.1", port, health=worker.health).start()
+    try:
+        worker.run(stop)
+    finally:
+        control.stop()
