@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from connectors.lms_events.receiver import EventReceiver
+from simulators.lms.activity import ActivityGenerator, GroundTruth, SimClock
+from simulators.lms.webhook import LiveEventsEmitter
 from simulators.serving import AppServer
 from sislms.lms import build_events_processor, build_receiver
 from sislms.wiring import Kernel
@@ -23,6 +26,7 @@ from streams.lms.processor import EventsProcessor
 from streams.serde import decode_key
 from streams.settings import Settings
 from streams.topology import apply
+from tests.unit.simulators.lms.school import School, school
 
 TOKEN = "integration-events-token"
 LMS_TOKEN = "integration-lms-token"
@@ -156,3 +160,24 @@ def caught_up(rig: Rig) -> bool:
     conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
     done, _ = group_caught_up(conf, rig.group, [rig.raw])
     return done
+
+
+#: The Monday the simulated school weeks start on (05:00 UTC, midnight at the school).
+MONDAY = datetime(2024, 3, 4, 5, 0, tzinfo=UTC)
+
+
+def play_school_week(rig: Rig, fmt: str) -> tuple[School, GroundTruth, dict[str, int]]:
+    """Two courses, eight students, five school days of the activity generator, sent as Live
+    Events in ``fmt`` through the rig's receiver with 30 % redeliveries and shuffled bursts.
+    Returns the school, the generator's ground truth and the emitter's counts."""
+    s = school(courses=2, students=8)
+    emitter = LiveEventsEmitter(
+        f"{rig.server.url}/events", TOKEN, fmt, store=s.store, duplicate_rate=0.3, shuffle_window=25, seed=3
+    )
+    emitter.start()
+    try:
+        truth = ActivityGenerator(s.store, emitter, seed=5, clock=SimClock(MONDAY)).run(days=5)
+        assert emitter.flush(300)
+    finally:
+        emitter.stop()
+    return s, truth, emitter.counts()

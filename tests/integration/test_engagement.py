@@ -9,15 +9,13 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from simulators.lms.activity import ActivityGenerator, SimClock
-from simulators.lms.webhook import LiveEventsEmitter
 from sislms.analytics import build_analytics_sink, build_engagement_processor
 from sislms.wiring import Kernel
 from streams.analytics.engagement import EngagementProcessor
@@ -25,12 +23,10 @@ from streams.compacted import group_caught_up
 from streams.kafka import client_config
 from streams.lms.events import ACTIVITY
 from streams.settings import Settings
-from tests.integration.lms_support import TOKEN, Rig, caught_up, open_rig
+from tests.integration.lms_support import Rig, caught_up, open_rig, play_school_week
 from tests.integration.running import Running
 from tests.integration.sis_support import wait_for
-from tests.unit.simulators.lms.school import school
 
-MONDAY = datetime(2024, 3, 4, 5, 0, tzinfo=UTC)
 ZONE = "Etc/GMT+5"  # the activity generator's school: UTC-5 (POSIX signs: GMT+5 is five hours west)
 DAILY = "analytics.engagement_daily.v1"
 STATE = "analytics.engagement_state.v1"
@@ -92,16 +88,7 @@ from e group by 1, 2
 def test_time_on_task_equals_the_generators_sessions_and_sql_over_the_events_and_a_replay_changes_nothing(
     rig: Rig, fmt: str
 ) -> None:
-    s = school(courses=2, students=8)
-    emitter = LiveEventsEmitter(
-        f"{rig.server.url}/events", TOKEN, fmt, store=s.store, duplicate_rate=0.3, shuffle_window=25, seed=3
-    )
-    emitter.start()
-    try:
-        truth = ActivityGenerator(s.store, emitter, seed=5, clock=SimClock(MONDAY)).run(days=5)
-        assert emitter.flush(300)
-    finally:
-        emitter.stop()
+    _, truth, _ = play_school_week(rig, fmt)
     run_until_done(rig, rig.processor(), rig.group, [rig.raw])
     assert caught_up(rig)
 

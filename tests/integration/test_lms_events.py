@@ -9,7 +9,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from simulators.lms.activity import ActivityGenerator, SimClock
 from simulators.lms.app import Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.lms.webhook import LiveEventsEmitter
@@ -27,10 +26,9 @@ from streams.compacted import group_caught_up
 from streams.kafka import client_config
 from streams.lms.events import ACTIVITY, ASSIGNMENTS, GRADES, SUBMISSIONS, read_request
 from streams.settings import Settings
-from tests.integration.lms_support import LMS_TOKEN, TOKEN, V1P2, Rig, caught_up, open_rig
+from tests.integration.lms_support import LMS_TOKEN, TOKEN, V1P2, Rig, caught_up, open_rig, play_school_week
 from tests.integration.running import Running
 from tests.integration.sis_support import SECRET, start_simulator, wait_for
-from tests.unit.simulators.lms.school import school
 
 
 @pytest.fixture
@@ -190,9 +188,6 @@ def test_refused_requests_publish_nothing_and_say_why(rig: Rig, fixtures_dir: Pa
         assert letter["headers"]["origin.path"] == b"/caliper"
 
 
-MONDAY = datetime(2024, 3, 4, 5, 0, tzinfo=UTC)
-
-
 def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
@@ -207,17 +202,7 @@ def test_a_simulated_school_week_arrives_complete_through_duplicates_and_disorde
     redeliveries and out of order, through the receiver and the processor. The typed topics must
     hold what the generator did: every assignment with its due date, every submission, the final
     grade of every graded work, and every session event once."""
-    s = school(courses=2, students=8)
-    emitter = LiveEventsEmitter(
-        f"{rig.server.url}/events", TOKEN, fmt, store=s.store, duplicate_rate=0.3, shuffle_window=25, seed=3
-    )
-    emitter.start()
-    try:
-        truth = ActivityGenerator(s.store, emitter, seed=5, clock=SimClock(MONDAY)).run(days=5)
-        assert emitter.flush(300)
-    finally:
-        emitter.stop()
-    sent = emitter.counts()
+    s, truth, sent = play_school_week(rig, fmt)
     assert sent["rejected"] == sent["failed"] == sent["dropped"] == 0, sent
     assert sent["duplicated"] > 0
 
