@@ -63,6 +63,13 @@ ROW_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str]] = {
         ("passback_status", "sis_user_id", "assignment_id", "course_id"),
         "graded_at desc",
     ),
+    "enrollments": (
+        "current_enrollments",
+        ("sourced_id", "class_sourced_id", "user_sourced_id", "school_sourced_id", "role", "status",
+         "begin_date", "end_date", "deleted"),
+        ("class_sourced_id", "user_sourced_id", "school_sourced_id", "role", "status"),
+        "class_sourced_id, user_sourced_id",
+    ),
     "engagement": (
         "engagement_daily",
         ("day", "sis_user_id", "user_id", "course_key", "seconds", "events", "sessions", "first_activity_at",
@@ -196,7 +203,7 @@ class Store:
             "   sum(w.n) filter (where w.kind = 'late') as late from work_counts w"
             "  where w.school_sourced_id = %(school)s group by 1"
             ")"
-            " select c.sourced_id, c.title, c.class_code, coalesce(st.n, 0) as students,"
+            " select c.sourced_id, c.title, c.class_code, c.course_id, coalesce(st.n, 0) as students,"
             "  coalesce(m.minutes, 0) / greatest(coalesce(st.n, 0), 1) as minutes_per_student,"
             "  coalesce(w.missing, 0) as missing, coalesce(w.late, 0) as late"
             " from c left join students st on st.class_sourced_id = c.sourced_id"

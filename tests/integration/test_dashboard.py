@@ -244,3 +244,10 @@ def test_a_school_page_lists_the_schools_classes(page: Page, site: Site) -> None
     got = sorted(r[0] for r in cells(page, "#classes"))
     assert got == want
     assert page.locator("svg.chart.histogram").count() == 1
+    # A class's student count leads to exactly its students enrolled today.
+    klass = max((c for c in seeded.students if seeded.classes[c]["school"] == school),
+                key=lambda c: len(seeded.students[c]))  # fmt: skip
+    link = page.locator(f"#classes a[href*='class_sourced_id={klass}']").first
+    assert int(link.inner_text()) == len(seeded.students[klass])
+    link.click()
+    assert sorted(r[2] for r in cells(page, "#rows")) == sorted(seeded.students[klass])

@@ -68,3 +68,10 @@ from provisioning_status
 group by 1, 2;
 
 create unique index provisioning_counts_key on provisioning_counts (status, target_type);
+
+-- The enrollments in force today (the dashboard's rosters and the rows behind their counts).
+create view current_enrollments as
+select * from enrollments
+where not deleted and status = 'active'
+  and (begin_date is null or begin_date <= current_date)
+  and (end_date is null or end_date >= current_date);
