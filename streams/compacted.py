@@ -28,6 +28,12 @@ _NOT_READY = (
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
 )
+#: Errors of a group coordinator that is moving or still loading the committed offsets.
+_COORDINATOR_BUSY = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
 #: How long a just-created topic may take to answer.
 _READY_S = 30.0
 
@@ -129,7 +135,8 @@ def read_live_keys(conf: dict[str, Any], topic: str, *, timeout_s: float = 120.0
 
 def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tuple[bool, int]:
     """Whether consumer group ``group`` has committed every record now on ``topics``, and how many
-    records those topics hold (reads committed offsets and watermarks; joins no group)."""
+    records those topics hold (reads committed offsets and watermarks; joins no group). A
+    coordinator still loading or moving answers ``(False, 0)``: not known yet, ask again."""
     consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
     try:
         parts = [
@@ -138,7 +145,14 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
             for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
         done, total = True, 0
-        for tp in consumer.committed(parts, timeout=10):
+        try:
+            committed = consumer.committed(parts, timeout=10)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() in _COORDINATOR_BUSY:
+                return False, 0  # not known yet (a fresh cluster loading its offsets): ask again
+            raise
+        for tp in committed:
             low, high = _watermarks(consumer, TopicPartition(tp.topic, tp.partition))
             total += high - low
             if high > 0 and tp.offset < high:

@@ -47,3 +47,31 @@ def test_a_leader_that_never_comes_gives_up(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(KafkaException):
         compacted._watermarks(fake, TopicPartition("t", 0))  # type: ignore[arg-type]
     assert 100 < fake.calls < 1000
+
+
+class _GroupConsumer:
+    """A group's coordinator answering ``error`` to a committed-offsets request."""
+
+    def __init__(self, *_: Any, error: int) -> None:
+        self.error = error
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        part = type("P", (), {})()
+        return type("M", (), {"topics": {topic: type("T", (), {"partitions": {0: part}})()}})()
+
+    def committed(self, parts: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(self.error))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_coordinator_still_loading_means_not_caught_up_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    for code in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+        monkeypatch.setattr(compacted, "Consumer", lambda conf, code=code: _GroupConsumer(error=code))
+        assert compacted.group_caught_up({}, "g", ["t"]) == (False, 0)
+    monkeypatch.setattr(
+        compacted, "Consumer", lambda conf: _GroupConsumer(error=KafkaError.GROUP_AUTHORIZATION_FAILED)
+    )
+    with pytest.raises(KafkaException):
+        compacted.group_caught_up({}, "g", ["t"])
