@@ -274,7 +274,7 @@ class Kafka(Component):
             jars.kafka_classpath,
         ]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = _cluster_id()
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
                 capture_output=True,
@@ -284,6 +284,16 @@ class Kafka(Component):
             if fmt.returncode != 0:
                 raise FatalError(f"kafka: formatting {data} failed:\n{fmt.stdout}{fmt.stderr}")
         self.proc.start([*jvm, "kafka.Kafka", str(props)])
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, as Kafka makes them. Like Kafka's
+    ``Uuid.randomUuid``, never one that starts with ``-``: the storage tool would read it as an
+    option (one format in 64 failed so)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Registry(Component):
