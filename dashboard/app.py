@@ -29,6 +29,8 @@ __all__ = ["COOKIE", "build_app"]
 log = logging.getLogger(__name__)
 
 COOKIE = "sislms_session"
+FILTERS = web.RequestKey("filters", Filters)
+USER = web.RequestKey("user", str)
 TEMPLATES = Path(__file__).parent / "templates"
 OPEN_PATHS = ("/login", "/healthz")
 
@@ -74,10 +76,10 @@ def build_app(
     env.globals["url"] = url
 
     async def render(request: web.Request, name: str, **ctx: Any) -> web.Response:
-        f: Filters = request["filters"]
+        f = request[FILTERS]
         ctx.setdefault("schools", await store.schools())
         ctx.setdefault("terms", await store.terms())
-        html = env.get_template(name).render(filters=f, user=request.get("user"), path=request.path, **ctx)
+        html = env.get_template(name).render(filters=f, user=request.get(USER), path=request.path, **ctx)
         return web.Response(text=html, content_type="text/html")
 
     @web.middleware
@@ -90,13 +92,13 @@ def build_app(
 
     @web.middleware
     async def signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request["filters"] = Filters(request.query.get("school") or None, request.query.get("term") or None)
+        request[FILTERS] = Filters(request.query.get("school") or None, request.query.get("term") or None)
         if request.path in OPEN_PATHS:
             return await handler(request)
         user = signer.check(request.cookies.get(COOKIE))
         if user is None:
             raise web.HTTPSeeOther(f"/login?{urlencode({'next': request.path_qs})}")
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     async def login_form(request: web.Request) -> web.Response:
@@ -133,7 +135,7 @@ def build_app(
         return web.json_response({"healthy": True})
 
     async def overview(request: web.Request) -> web.Response:
-        f: Filters = request["filters"]
+        f = request[FILTERS]
         trend = await store.trend(f)
         work = await store.work_by_school(f)
         groups = await lag.groups() if lag else []
@@ -159,7 +161,7 @@ def build_app(
         )  # fmt: skip
 
     async def school_page(request: web.Request) -> web.Response:
-        f: Filters = request["filters"]
+        f = request[FILTERS]
         school_id = request.match_info["id"]
         school = await store.school(school_id)
         if school is None:
