@@ -11,6 +11,7 @@ from connectors.sinks.postgres.sink import AnalyticsSink
 from connectors.sinks.postgres.tables import TABLES
 from sislms.wiring import Kernel, run_with_health
 from streams.analytics.engagement import EngagementProcessor
+from streams.analytics.work import WorkTracker
 from streams.catalog import Catalog
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ServiceUnavailable
@@ -22,9 +23,11 @@ __all__ = [
     "analytics_topics",
     "build_analytics_sink",
     "build_engagement_processor",
+    "build_work_tracker",
     "migrate_store",
     "run_analytics_sink",
     "run_engagement_processor",
+    "run_work_tracker",
     "store_status",
 ]
 
@@ -110,6 +113,39 @@ def build_engagement_processor(
 def run_engagement_processor(settings: Settings, stop: threading.Event) -> None:
     """Run the engagement processor with its health/metrics endpoint until ``stop`` is set."""
     run_with_health(build_engagement_processor(settings), settings.analytics_engagement_port, stop)
+
+
+def build_work_tracker(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    group: str = "sislms-work",
+    topics: dict[str, str] | None = None,
+    out_topic: str = "analytics.assignment_work.v1",
+    stage: str = "analytics",
+) -> WorkTracker:
+    """The work tracker: each student's standing on each assignment (on time, late, missing)."""
+    from zoneinfo import ZoneInfo
+
+    kernel = kernel or Kernel(settings)
+    producer = kernel.producer()
+    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # records built here
+    return WorkTracker(
+        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
+        producer=producer,
+        serdes=serdes,
+        dead_letters=DeadLetterPublisher(producer, serdes, kernel.catalog),
+        topics=topics,
+        out_topic=out_topic,
+        tz=ZoneInfo(settings.analytics_timezone),
+        tick_s=settings.analytics_work_tick_s,
+        stage=stage,
+    )
+
+
+def run_work_tracker(settings: Settings, stop: threading.Event) -> None:
+    """Run the work tracker with its health/metrics endpoint until ``stop`` is set."""
+    run_with_health(build_work_tracker(settings), settings.analytics_work_port, stop)
 
 
 def store_status(settings: Settings, kernel: Kernel | None = None) -> dict[str, Any]:

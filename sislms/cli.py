@@ -359,6 +359,15 @@ def analytics_engagement() -> None:
     _until_signal(lambda stop: run_engagement_processor(_settings(), stop))
 
 
+@analytics_app.command("work")
+def analytics_work() -> None:
+    """Run the work tracker: each student's standing on each LMS assignment (on time, late,
+    missing, pending, excused) on analytics.assignment_work.v1."""
+    from sislms.analytics import run_work_tracker
+
+    _until_signal(lambda stop: run_work_tracker(_settings(), stop))
+
+
 @analytics_app.command("sink")
 def analytics_sink() -> None:
     """Run the analytics sink: SIS entities, LMS facts, provisioning, passback and dead letters

@@ -311,6 +311,15 @@ class Settings(BaseSettings):
     analytics_engagement_port: int = Field(
         18100, description="Port of the engagement processor's `/healthz` and `/metrics` (127.0.0.1)."
     )
+    analytics_work_tick_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often the work tracker checks due times: missing work is published within "
+        "this many seconds of its due time.",
+    )
+    analytics_work_port: int = Field(
+        18101, description="Port of the work tracker's `/healthz` and `/metrics` (127.0.0.1)."
+    )
 
     @field_validator("analytics_timezone")
     @classmethod

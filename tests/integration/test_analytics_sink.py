@@ -9,6 +9,7 @@ row; a row the database refuses goes to the dead-letter topic with its bytes and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,8 +26,9 @@ from connectors.oneroster.models import ENTITIES, to_record
 from connectors.sinks.postgres.migrate import Migration, load_migrations, migrate
 from connectors.sinks.postgres.sink import AnalyticsSink
 from simulators.district import DistrictSpec, generate
-from sislms.analytics import build_analytics_sink
+from sislms.analytics import build_analytics_sink, build_work_tracker
 from sislms.wiring import Kernel
+from streams.analytics.work import WorkTracker
 from streams.catalog import Catalog
 from streams.compacted import group_caught_up, read_to_end
 from streams.errors import ConfigError
@@ -74,6 +76,7 @@ SCHEMAS = {
     "lms.grades.passback.v1": "lms/grades_passback.v1.avsc",
 }
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+WORK = "analytics.assignment_work.v1"
 
 
 def renamed(topic: str, uid: str) -> str:
@@ -162,6 +165,11 @@ def rig(settings: Settings, kernel: Kernel, make_catalog: Callable[..., Catalog]
     specs += [
         {"name": "dlq.other_{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
         {"name": "dlq.analytics_{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+        {
+            "name": renamed(WORK, "{uid}"),
+            "value_schema": "analytics/assignment_work.v1.avsc",
+            "cleanup_policy": "compact",
+        },
     ]
     catalog = make_catalog(specs)
     assert apply(catalog, kernel.admin, kernel.registry, 1).ok
@@ -469,7 +477,21 @@ def _submission(
     }  # fmt: skip
 
 
-def test_assignment_status_is_right_at_the_due_date_and_at_enrollment_boundaries(rig: Rig) -> None:
+#: The statuses of the boundary cases sent by ``_send_work_cases``.
+WORK_EXPECTED = {
+    ("A1", "s1"): "on_time", ("A1", "s2"): "late", ("A1", "s3"): "missing",
+    ("A1", "s6"): "on_time", ("A1", "s7"): "excused",
+    # due next week: s3 and s5 will have left by then, s4 has joined
+    ("A2", "s1"): "on_time", ("A2", "s2"): "pending", ("A2", "s4"): "pending",
+    ("A2", "s6"): "pending", ("A2", "s7"): "pending",
+    # no due date: whoever is enrolled today
+    ("A4", "s1"): "pending", ("A4", "s2"): "pending", ("A4", "s4"): "pending",
+    ("A4", "s6"): "pending", ("A4", "s7"): "pending",
+}  # fmt: skip
+
+
+def _send_work_cases(rig: Rig) -> None:
+    """A class, seven students at the edges of a due date, four assignments, their submissions."""
     due = datetime(2026, 9, 10, 23, 59, tzinfo=UTC)
     later = datetime.now(UTC) + timedelta(days=7)
     day = due.date()
@@ -502,6 +524,10 @@ def test_assignment_status_is_right_at_the_due_date_and_at_enrollment_boundaries
     ):
         rig.send("lms.submissions.v1", sub["submissionId"], sub)
     rig.flush()
+
+
+def test_assignment_status_is_right_at_the_due_date_and_at_enrollment_boundaries(rig: Rig) -> None:
+    _send_work_cases(rig)
     rig.run_until_caught_up(f"g-{rig.uid}")
 
     got = {
@@ -510,16 +536,7 @@ def test_assignment_status_is_right_at_the_due_date_and_at_enrollment_boundaries
             rig, "select assignment_id, user_sourced_id, status from assignment_status"
         )
     }
-    assert got == {
-        ("A1", "s1"): "on_time", ("A1", "s2"): "late", ("A1", "s3"): "missing",
-        ("A1", "s6"): "on_time", ("A1", "s7"): "excused",
-        # due next week: s3 and s5 will have left by then, s4 has joined
-        ("A2", "s1"): "on_time", ("A2", "s2"): "pending", ("A2", "s4"): "pending",
-        ("A2", "s6"): "pending", ("A2", "s7"): "pending",
-        # no due date: whoever is enrolled today
-        ("A4", "s1"): "pending", ("A4", "s2"): "pending", ("A4", "s4"): "pending",
-        ("A4", "s6"): "pending", ("A4", "s7"): "pending",
-    }  # fmt: skip
+    assert got == WORK_EXPECTED
     # The rollup the sink refreshed with it counts the same work.
     kinds = {"on_time": "on_time", "late": "late", "excused": "excused", "missing": "none", "pending": "none"}
     want_counts: dict[tuple[str, str], int] = {}
@@ -534,3 +551,93 @@ def _query(rig: Rig, query: str) -> list[tuple[Any, ...]]:
         conn.execute("set time zone 'UTC'")
         conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(rig.schema)))
         return conn.execute(query).fetchall()  # type: ignore[call-overload]
+
+
+def _tracker(rig: Rig, group: str) -> WorkTracker:
+    inputs = ("assignments", "submissions", "enrollments", "results")
+    names = ("lms.assignments.v1", "lms.submissions.v1", "sis.enrollments.v1", "lms.provisioning.results.v1")
+    tracker = build_work_tracker(
+        rig.settings, rig.kernel, group=group, out_topic=renamed(WORK, rig.uid), stage=rig.stage,
+        topics={k: renamed(t, rig.uid) for k, t in zip(inputs, names, strict=True)},
+    )  # fmt: skip
+    tracker.tick_s = 0.5
+    return tracker
+
+
+def _work_topic(rig: Rig) -> tuple[dict[str, dict[str, Any]], int]:
+    """The work topic folded to its latest row per key (tombstones remove), and its record count."""
+    conf = client_config(rig.settings, rig.kernel.endpoints.kafka_bootstrap)
+    serde = rig.kernel.serdes[renamed(WORK, rig.uid)]
+    folded: dict[str, dict[str, Any]] = {}
+    n = 0
+    for m in read_to_end(conf, renamed(WORK, rig.uid)):
+        n += 1
+        key = m.key().decode()
+        value = serde.decode(m.value())
+        if value is None:
+            folded.pop(key, None)
+        else:
+            folded[key] = value
+    return folded, n
+
+
+def _statuses(folded: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    return {(v["assignmentId"], v["userSourcedId"]): v["status"] for v in folded.values()}
+
+
+def test_the_work_tracker_publishes_each_students_status_missing_as_the_due_time_passes_and_nothing_twice(
+    rig: Rig,
+) -> None:
+    """The same boundary cases through the work tracker: its topic holds the statuses the view
+    gives; work due in a few seconds turns from pending to missing with no new input; a student
+    who leaves is removed; a restart publishes nothing; and the store's view agrees at the end."""
+    _send_work_cases(rig)
+    first = Running(_tracker(rig, f"w-{rig.uid}"))
+    try:
+        wait_for(lambda: _statuses(_work_topic(rig)[0]) == WORK_EXPECTED, timeout=60)
+        folded, _ = _work_topic(rig)
+        row = folded["A1|s6"]  # matched by SIS id: no LMS id known
+        assert (row["userId"], row["submissionId"], row["classSourcedId"]) == (None, "A1-L6", "K")
+        assert folded["A1|s1"]["userId"] == "101" and folded["A1|s1"]["schoolSourcedId"] == "school-1"
+
+        # Work due in three seconds: pending now, missing once the due time passes, no input between.
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        rig.send("lms.assignments.v1", "A5", _assignment("A5", due))
+        rig.flush()
+        owers = {"s1", "s2", "s4", "s6", "s7"}  # enrolled today
+        wait_for(lambda: {u for (a, u), st in _statuses(_work_topic(rig)[0]).items()
+                          if a == "A5" and st == "pending"} == owers, timeout=30)  # fmt: skip
+        wait_for(lambda: {u for (a, u), st in _statuses(_work_topic(rig)[0]).items()
+                          if a == "A5" and st == "missing"} == owers, timeout=30)  # fmt: skip
+        decided = _work_topic(rig)[0]["A5|s1"]["decidedAt"]
+        assert decided >= due
+
+        # s7 leaves the class: every row of s7 is removed.
+        rig.send("sis.enrollments.v1", "e7", None)
+        rig.flush()
+        wait_for(lambda: not any(u == "s7" for _, u in _statuses(_work_topic(rig)[0])), timeout=30)
+    finally:
+        first.close()
+    expected = {k: v for k, v in WORK_EXPECTED.items() if k[1] != "s7"}
+    expected.update({("A5", u): "missing" for u in ("s1", "s2", "s4", "s6")})
+    folded, count = _work_topic(rig)
+    assert _statuses(folded) == expected
+
+    # A restart (a new group: everything read again) publishes nothing new.
+    again = Running(_tracker(rig, f"w2-{rig.uid}"))
+    try:
+        wait_for(lambda: again.worker.ready, timeout=60)
+        time.sleep(2)  # a few ticks
+        assert again.worker.counts["removed"] == 0
+        assert sum(again.worker.counts[s] for s in ("on_time", "late", "missing", "pending", "excused")) == 0
+    finally:
+        again.close()
+    assert _work_topic(rig)[1] == count
+
+    # The analytics store's view, computed in SQL from the same topics, agrees.
+    rig.run_until_caught_up(f"g-{rig.uid}")
+    view = {
+        (a, u): st
+        for a, u, st in _query(rig, "select assignment_id, user_sourced_id, status from assignment_status")
+    }
+    assert view == expected
