@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from datetime import datetime
 from typing import Any
 
 import fastavro
@@ -23,10 +24,17 @@ from streams.catalog import Catalog, TopicSpec
 from streams.errors import ConfigError, DecodeError
 from streams.registry import Registry
 
-__all__ = ["MAGIC", "Serdes", "TopicSerde", "decode_key", "encode_key", "split_wire"]
+__all__ = ["MAGIC", "Serdes", "TopicSerde", "decode_key", "encode_key", "split_wire", "timestamp_ms"]
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+
+
+def timestamp_ms(value: Any) -> int:
+    """Milliseconds since the epoch from a decoded ``timestamp-millis`` (a datetime) or an int."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
 
 
 def encode_key(key: str | None) -> bytes | None:

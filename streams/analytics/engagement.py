@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -29,7 +29,7 @@ from prometheus_client import Counter as PromCounter
 from streams.analytics.sessions import ALL, DayFigures, Hit, daily_figures, local_day
 from streams.dlq import DeadLetterPublisher
 from streams.errors import DecodeError
-from streams.serde import Serdes
+from streams.serde import Serdes, timestamp_ms
 from streams.stateful import Batch, StatefulProcessor, position
 
 __all__ = ["EngagementProcessor", "UserActivity", "take_in"]
@@ -41,12 +41,6 @@ EVENTS = PromCounter(
     "Activity events the engagement processor read, by outcome (counted, duplicate, too_late, dead_letter).",
     ["outcome"],
 )
-
-
-def _ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
 
 
 @dataclass
@@ -78,7 +72,10 @@ class UserActivity:
             sis_user_id=v.get("sisUserId"),
             revision=int(v["revision"]),
             first_open_day=v.get("firstOpenDay"),
-            hits=[Hit(_ms(h["at"]), h["eventId"], h.get("courseId"), h.get("durationMs")) for h in v["hits"]],
+            hits=[
+                Hit(timestamp_ms(h["at"]), h["eventId"], h.get("courseId"), h.get("durationMs"))
+                for h in v["hits"]
+            ],
         )
 
 
@@ -93,7 +90,7 @@ def take_in(
         state.user_id, state.sis_user_id, state.revision, state.first_open_day, list(state.hits)
     )
     for e in events:
-        hit = Hit(_ms(e["eventTime"]), e["eventId"], e.get("courseId"), e.get("durationMs"))
+        hit = Hit(timestamp_ms(e["eventTime"]), e["eventId"], e.get("courseId"), e.get("durationMs"))
         if hit.event_id in seen:
             outcomes["duplicate"] += 1
             continue
@@ -187,7 +184,7 @@ class EngagementProcessor(StatefulProcessor[UserActivity]):
             if new is state:
                 continue
             batch.changed[(partition, user)] = new
-            now = max(_ms(e["meta"]["ingestedAt"]) for e in events)
+            now = max(timestamp_ms(e["meta"]["ingestedAt"]) for e in events)
             for (course, day), f in sorted(changed.items()):
                 batch.writes.append((self.out_topic, f"{user}|{course}|{day.isoformat()}", {
                     "userId": user,

@@ -45,7 +45,7 @@ from prometheus_client import Gauge
 from streams.compacted import read_to_end
 from streams.dlq import DeadLetterPublisher
 from streams.errors import DecodeError, RetriableError, ServiceUnavailable
-from streams.serde import Serdes, decode_key, encode_key
+from streams.serde import Serdes, decode_key, encode_key, timestamp_ms
 from streams.stateful import position
 
 __all__ = ["STATUSES", "WorkBook", "WorkTracker", "status_of"]
@@ -63,11 +63,7 @@ READY = Gauge("sislms_work_ready", "1 once the work tracker has read its inputs 
 
 
 def _ms(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
+    return None if value is None else timestamp_ms(value)
 
 
 def status_of(*, excused: bool | None, submitted_ms: int | None, due_ms: int | None, now_ms: int) -> str:

@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -41,7 +40,7 @@ from prometheus_client import Gauge
 from streams.dlq import DeadLetterPublisher
 from streams.errors import DecodeError
 from streams.lms.events import InvalidEvents, LmsEvent, Output, read_request
-from streams.serde import Serdes
+from streams.serde import Serdes, timestamp_ms
 from streams.stateful import Batch, StatefulProcessor, position
 
 __all__ = ["EventsProcessor", "SubjectState", "decide"]
@@ -58,13 +57,6 @@ LATENCY = Gauge(
     "sislms_lms_events_last_lag_seconds",
     "Seconds between the receipt of the last event processed and its typed records being confirmed.",
 )
-
-
-def _ms(value: Any) -> int:
-    """Milliseconds since the epoch from a decoded ``timestamp-millis`` (a datetime) or an int."""
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
 
 
 @dataclass
@@ -85,8 +77,8 @@ class SubjectState:
     @classmethod
     def from_record(cls, value: dict[str, Any]) -> SubjectState:
         return cls(
-            max_time=_ms(value["maxEventTime"]),
-            recent={r["eventId"]: _ms(r["receivedAt"]) for r in value["recent"]},
+            max_time=timestamp_ms(value["maxEventTime"]),
+            recent={r["eventId"]: timestamp_ms(r["receivedAt"]) for r in value["recent"]},
         )
 
 
@@ -188,7 +180,7 @@ class EventsProcessor(StatefulProcessor[SubjectState]):
                 self.counts["dead_letter"] += 1
                 EVENTS.labels("dead_letter").inc()
                 continue
-            received_at = _ms(raw["receivedAt"])
+            received_at = timestamp_ms(raw["receivedAt"])
             self._received.append(received_at)
             for event in events:
                 if not event.outputs:

@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -27,7 +26,7 @@ from connectors.retry import backoff_delay
 from connectors.sinks.oneroster_gradebook.passback import Passback, PassbackOutcome
 from streams.dlq import DeadLetterPublisher, SourcePosition
 from streams.errors import DecodeError, RetriableError, ServiceUnavailable, SkippableError
-from streams.serde import Serdes, encode_key
+from streams.serde import Serdes, encode_key, timestamp_ms
 
 __all__ = ["GradebookSink"]
 
@@ -43,12 +42,6 @@ LATENCY = Histogram(
     "From a grade's change in the LMS to its result written in the SIS.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
-
-
-def _ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
 
 
 def _position(m: Message) -> SourcePosition:
@@ -189,7 +182,7 @@ class GradebookSink:
         if kind == "grade":
             self._outcome(value, outcome)
             if outcome.status == "written":
-                LATENCY.observe(max(0.0, time.time() - _ms(value["gradedAt"]) / 1000))
+                LATENCY.observe(max(0.0, time.time() - timestamp_ms(value["gradedAt"]) / 1000))
 
     def _dead_letter(self, m: Message, exc: Exception, kind: str) -> None:
         self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=_position(m))

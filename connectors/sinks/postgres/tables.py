@@ -20,6 +20,8 @@ from typing import Any
 
 from psycopg import sql
 
+from streams.serde import timestamp_ms
+
 __all__ = ["DEAD_LETTERS", "TABLES", "Source", "Table", "soft_delete_sql", "table_for", "upsert_sql"]
 
 
@@ -50,12 +52,6 @@ class Table:
     columns: tuple[str, ...] = field(default=())
 
 
-def _ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
-
-
 def _ts(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
@@ -76,7 +72,7 @@ def _entity(v: Mapping[str, Any]) -> Row:
         "sourced_id": v["sourcedId"],
         "status": v["status"],
         "deleted": v["status"] == "tobedeleted",
-        "version": _ms(v["meta"]["sourceChangedAt"]),
+        "version": timestamp_ms(v["meta"]["sourceChangedAt"]),
         "ingested_at": _ts(v["meta"]["ingestedAt"]),
     }
 
@@ -201,7 +197,7 @@ def _assignment(s: Source) -> Row:
         "points_possible": v.get("pointsPossible"),
         "workflow_state": v["workflowState"],
         "published": v.get("published"),
-        "version": _ms(v["meta"]["sourceChangedAt"]),
+        "version": timestamp_ms(v["meta"]["sourceChangedAt"]),
         "ingested_at": _ts(v["meta"]["ingestedAt"]),
     }
 
@@ -223,7 +219,7 @@ def _submission(s: Source) -> Row:
         "seconds_late": v.get("secondsLate"),
         "score": v.get("score"),
         "graded_at": _ts(v.get("gradedAt")),
-        "version": _ms(v["meta"]["sourceChangedAt"]),
+        "version": timestamp_ms(v["meta"]["sourceChangedAt"]),
         "ingested_at": _ts(v["meta"]["ingestedAt"]),
     }
 
@@ -239,7 +235,7 @@ def _grade(s: Source) -> Row:
         "grade": v.get("grade"),
         "points_possible": v.get("pointsPossible"),
         "graded_at": _ts(v["gradedAt"]),
-        "version": _ms(v["gradedAt"]),
+        "version": timestamp_ms(v["gradedAt"]),
         "ingested_at": _ts(v["meta"]["ingestedAt"]),
     }
 
@@ -258,7 +254,7 @@ def _passback(s: Source) -> Row:
         "score": v.get("score"),
         "graded_at": _ts(v["gradedAt"]),
         "passed_back_at": _ts(v["writtenAt"]),
-        "version": _ms(v["gradedAt"]),
+        "version": timestamp_ms(v["gradedAt"]),
         "ingested_at": _ts(v["meta"]["ingestedAt"]),
     }
 
