@@ -16,7 +16,6 @@ from streams.catalog import Catalog
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ServiceUnavailable
 from streams.kafka import consumer_config
-from streams.serde import Serdes
 from streams.settings import Settings
 
 __all__ = [
@@ -93,13 +92,8 @@ def build_engagement_processor(
     from zoneinfo import ZoneInfo
 
     kernel = kernel or Kernel(settings)
-    producer = kernel.producer()
-    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # records built here
     return EngagementProcessor(
-        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
-        producer=producer,
-        serdes=serdes,
-        dead_letters=DeadLetterPublisher(producer, serdes, kernel.catalog),
+        **kernel.processor_parts(group),
         activity_topic=activity_topic,
         state_topic=state_topic,
         out_topic=out_topic,
@@ -128,13 +122,8 @@ def build_work_tracker(
     from zoneinfo import ZoneInfo
 
     kernel = kernel or Kernel(settings)
-    producer = kernel.producer()
-    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # records built here
     return WorkTracker(
-        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
-        producer=producer,
-        serdes=serdes,
-        dead_letters=DeadLetterPublisher(producer, serdes, kernel.catalog),
+        **kernel.processor_parts(group),
         topics=topics,
         out_topic=out_topic,
         tz=ZoneInfo(settings.analytics_timezone),

@@ -177,13 +177,8 @@ def build_events_processor(
 ) -> EventsProcessor:
     """The events processor: raw LMS events deduplicated and ordered into the typed topics."""
     kernel = kernel or Kernel(settings)
-    producer = kernel.producer()
-    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)  # records built here
     return EventsProcessor(
-        consumer_conf=consumer_config(settings, kernel.endpoints.kafka_bootstrap, group),
-        producer=producer,
-        serdes=serdes,
-        dead_letters=DeadLetterPublisher(producer, serdes, kernel.catalog),
+        **kernel.processor_parts(group),
         raw_topic=raw_topic,
         dedup_topic=dedup_topic,
         topics=topics,

@@ -12,8 +12,9 @@ from confluent_kafka.admin import AdminClient
 
 from connectors.control import ControlServer
 from streams.catalog import Catalog, load_catalog
+from streams.dlq import DeadLetterPublisher
 from streams.endpoints import Endpoints, resolve_endpoints
-from streams.kafka import admin_config, producer_config
+from streams.kafka import admin_config, consumer_config, producer_config
 from streams.registry import Registry
 from streams.serde import Serdes
 from streams.settings import Settings
@@ -49,6 +50,19 @@ class Kernel:
 
     def producer(self, **extra: object) -> Producer:
         return Producer(producer_config(self.settings, self.endpoints.kafka_bootstrap, **extra))
+
+    def processor_parts(self, group: str) -> dict[str, Any]:
+        """The keyword arguments every consumer-group processor that builds its own records is
+        made with: ``consumer_conf`` for ``group``, a ``producer``, non-validating ``serdes``
+        (the records are built in code) and the ``dead_letters`` publisher on that producer."""
+        producer = self.producer()
+        serdes = Serdes(self.registry, self.catalog, validate=False)
+        return {
+            "consumer_conf": consumer_config(self.settings, self.endpoints.kafka_bootstrap, group),
+            "producer": producer,
+            "serdes": serdes,
+            "dead_letters": DeadLetterPublisher(producer, serdes, self.catalog),
+        }
 
 
 class Worker(Protocol):
