@@ -349,16 +349,24 @@ class WorkTracker:
         self.published[key] = _fingerprint(row)
         self.keys_of.setdefault(row["assignmentId"], set()).add(key)
 
-    def _ends(self, consumer: Consumer) -> dict[tuple[str, int], int]:
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
+        """Every partition of the inputs (``ServiceUnavailable`` if an input does not exist)."""
         meta = consumer.list_topics(timeout=30).topics
-        ends: dict[tuple[str, int], int] = {}
+        out: list[TopicPartition] = []
         for topic in self.topics.values():
             if topic not in meta or not meta[topic].partitions:
                 raise ServiceUnavailable(f"{topic} does not exist: `sislms topology apply`")
-            for p in meta[topic].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                if high > low:
-                    ends[(topic, p)] = high
+            out.extend(TopicPartition(topic, p) for p in meta[topic].partitions)
+        return out
+
+    @staticmethod
+    def _ends(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """The end offset of every partition that holds records, as seen now."""
+        ends: dict[tuple[str, int], int] = {}
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            if high > low:
+                ends[(tp.topic, tp.partition)] = high
         return ends
 
     # --- the loop -------------------------------------------------------------------------------
@@ -366,12 +374,10 @@ class WorkTracker:
     def run(self, stop: threading.Event) -> None:
         self._load_published()
         consumer = Consumer(self.consumer_conf)
-        ends = self._ends(consumer)
-        meta = consumer.list_topics(timeout=30).topics
-        consumer.assign(
-            [TopicPartition(t, p, OFFSET_BEGINNING) for t in self.topics.values() for p in meta[t].partitions]
-        )
-        log.info("%s: reading %s from the beginning (%d records to the end)", self.what,
+        partitions = self._partitions(consumer)
+        ends = self._ends(consumer, partitions)
+        consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
+        log.info("%s: reading %s from the beginning (to end offsets summing %d)", self.what,
                  ", ".join(self.topics.values()), sum(ends.values()))  # fmt: skip
         touched: set[str] = set()
         started = last_report = next_tick = time.monotonic()
