@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from streams.errors import SislmsError
+from streams.errors import PlanRefused, SislmsError
 from streams.logs import configure_logging
 from streams.settings import Settings
 
@@ -542,6 +542,54 @@ def worker_cmd(
     )
     typer.echo(f"roster worker {name}: rules {ruleset.version}, {roster.partitions} partitions", err=True)
     run_worker(roster, settings.log_level.lower())
+
+
+# --- replay and dead letters ---------------------------------------------------------------
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+
+
+@app.command("replay")
+def replay_cmd(
+    group: Annotated[str, typer.Option("--group", help="The consumer group to move.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="earliest | latest | an ISO time with its zone (2026-12-01T06:00:00Z) | "
+            "topic:partition:offset",
+        ),
+    ],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--topic", help="Only this topic (repeatable; default: every topic the group committed in)."
+        ),
+    ] = None,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move a stopped consumer group's offsets (by time through the broker's offsets-for-times
+    lookup); its workers read again from there when they start. Refuses while the group has
+    active members. The sinks are idempotent: what is read twice changes nothing."""
+    from sislms.wiring import Kernel
+    from streams.replay import apply_replay, parse_target, plan_replay
+
+    k = Kernel(_settings())
+    plan = plan_replay(k.admin, group, parse_target(to), topic)
+    refusal = plan.refusal()
+    if as_json:
+        typer.echo(json.dumps({**plan.as_dict(), "dryRun": dry_run, "refused": refusal}, indent=2))
+    else:
+        typer.echo("\n".join(plan.lines()))
+    if refusal:
+        raise _fail(PlanRefused(refusal))
+    if dry_run:
+        if not as_json:
+            typer.echo("dry run: nothing changed")
+        return
+    apply_replay(k.admin, plan)
+    if not as_json:
+        typer.echo(f"moved {len(plan.moves)} partition(s) of {group}: start its workers to read again")
 
 
 @roles_app.command("check")

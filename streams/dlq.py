@@ -17,15 +17,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from streams.catalog import Catalog
 from streams.errors import RetriableError, SkippableError
 from streams.serde import Serdes, encode_key
 
-__all__ = ["DeadLetterPublisher", "SourcePosition"]
+__all__ = ["ATTEMPT_HEADER", "REPLAY_HEADER", "DeadLetterPublisher", "SourcePosition", "position"]
 
 log = logging.getLogger(__name__)
+
+#: Set on a record ``sislms dlq replay`` re-submitted: the dead letter's ``topic:partition:offset``.
+REPLAY_HEADER = "dlq.replay.of"
+#: Set on a re-submitted record: how many attempts its dead letter had used; a stage that fails
+#: it again dead-letters it with one more.
+ATTEMPT_HEADER = "dlq.attempt"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,26 @@ class SourcePosition:
     offset: int | None = None
     timestamp_ms: int | None = None
     headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
+
+
+def position(m: Message) -> SourcePosition:
+    """Where a consumed message came from, headers included, for its dead letter."""
+    headers = tuple(
+        (str(h[0]), h[1] if h[1] is None or isinstance(h[1], bytes) else str(h[1]).encode())
+        for h in m.headers() or ()
+    )
+    where = (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.timestamp()[1])
+    return SourcePosition(*where, headers)
+
+
+def _previous_attempts(headers: Sequence[tuple[str, bytes | None]]) -> int:
+    for name, value in headers:
+        if name == ATTEMPT_HEADER and value:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 class DeadLetterPublisher:
@@ -62,6 +88,7 @@ class DeadLetterPublisher:
         """Queue one dead letter; ``flush()`` makes it durable (or ``on_delivery`` says when it is,
         for callers that track each record)."""
         spec = self.catalog.dead_letter_topic(stage)
+        attempt = max(attempt, _previous_attempts(source.headers) + 1)  # a re-submitted record failing again
         reason = error.reason if isinstance(error, SkippableError) else "unexpected_error"
         letter: dict[str, Any] = {
             "stage": stage,

@@ -30,25 +30,15 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.dlq import DeadLetterPublisher
 from streams.errors import ConfigError, RetriableError, ServiceUnavailable
 from streams.serde import Serdes, decode_key, encode_key
 
-__all__ = ["Batch", "StatefulProcessor", "position"]
+__all__ = ["Batch", "StatefulProcessor"]
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-
-
-def position(m: Message) -> SourcePosition:
-    """Where a message came from, for its dead letter."""
-    headers = tuple(
-        (str(h[0]), h[1] if h[1] is None or isinstance(h[1], bytes) else str(h[1]).encode())
-        for h in m.headers() or ()
-    )
-    where = (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.timestamp()[1])
-    return SourcePosition(*where, headers)
 
 
 @dataclass

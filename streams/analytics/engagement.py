@@ -27,10 +27,10 @@ from confluent_kafka import Message, Producer
 from prometheus_client import Counter as PromCounter
 
 from streams.analytics.sessions import ALL, DayFigures, Hit, daily_figures, local_day
-from streams.dlq import DeadLetterPublisher
+from streams.dlq import DeadLetterPublisher, position
 from streams.errors import DecodeError
 from streams.serde import Serdes, timestamp_ms
-from streams.stateful import Batch, StatefulProcessor, position
+from streams.stateful import Batch, StatefulProcessor
 
 __all__ = ["EngagementProcessor", "UserActivity", "take_in"]
 

@@ -43,10 +43,9 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
 from streams.compacted import read_to_end
-from streams.dlq import DeadLetterPublisher
+from streams.dlq import DeadLetterPublisher, position
 from streams.errors import DecodeError, RetriableError, ServiceUnavailable
 from streams.serde import Serdes, decode_key, encode_key, timestamp_ms
-from streams.stateful import position
 
 __all__ = ["STATUSES", "WorkBook", "WorkTracker", "status_of"]
 

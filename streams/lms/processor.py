@@ -37,11 +37,11 @@ from confluent_kafka import Message, Producer
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
-from streams.dlq import DeadLetterPublisher
+from streams.dlq import DeadLetterPublisher, position
 from streams.errors import DecodeError
 from streams.lms.events import InvalidEvents, LmsEvent, Output, read_request
 from streams.serde import Serdes, timestamp_ms
-from streams.stateful import Batch, StatefulProcessor, position
+from streams.stateful import Batch, StatefulProcessor
 
 __all__ = ["EventsProcessor", "SubjectState", "decide"]
 

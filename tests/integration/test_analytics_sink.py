@@ -34,6 +34,7 @@ from streams.compacted import group_caught_up, read_to_end
 from streams.errors import ConfigError
 from streams.kafka import client_config
 from streams.lms.events import read_request
+from streams.replay import apply_replay, parse_target, plan_replay
 from streams.roles.engine import RuleSet
 from streams.roster.commands import diff
 from streams.roster.plan import plan_district
@@ -361,14 +362,19 @@ def test_a_district_and_its_lms_records_land_newest_first_and_a_replay_changes_n
         (rig.other_dlq, "other", "undecodable", 7)
     ]
 
-    # --- a replay from the start, by another consumer group, changes no row -----------------
+    # --- the group rewound to the start (sislms replay) reads everything again: no row changes
     tables = (
         *("orgs", "terms", "courses", "classes", "users", "enrollments"),
         *("provisioning_commands", "provisioning_results"),
         *("assignments", "submissions", "grades", "activity_events", "dead_letters"),
     )
     before = {t: rig.rows(t, *_key(t)) for t in tables}
-    rig.run_until_caught_up(f"g2-{rig.uid}")
+    plan = plan_replay(rig.kernel.admin, f"g1-{rig.uid}", parse_target("earliest"))
+    assert {rig.topics()[t] for t in ("sis.users.v1", "lms.grades.v1")} <= {m.topic for m in plan.moves}
+    assert plan.reread == plan.messages > len(records["users"]) + len(lms) * 2  # everything, again
+    apply_replay(rig.kernel.admin, plan)
+    again = rig.run_until_caught_up(f"g1-{rig.uid}")
+    assert again.counts["users.written"] >= len(records["users"])  # it did read them all again
     after = {t: rig.rows(t, *_key(t)) for t in tables}
     for t in tables:
         assert after[t] == before[t], t

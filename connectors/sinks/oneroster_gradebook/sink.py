@@ -24,7 +24,7 @@ from prometheus_client import Histogram
 
 from connectors.retry import backoff_delay
 from connectors.sinks.oneroster_gradebook.passback import Passback, PassbackOutcome
-from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.dlq import DeadLetterPublisher, position
 from streams.errors import DecodeError, RetriableError, ServiceUnavailable, SkippableError
 from streams.serde import Serdes, encode_key, timestamp_ms
 
@@ -42,10 +42,6 @@ LATENCY = Histogram(
     "From a grade's change in the LMS to its result written in the SIS.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
-
-
-def _position(m: Message) -> SourcePosition:
-    return SourcePosition(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.timestamp()[1])
 
 
 class GradebookSink:
@@ -185,7 +181,7 @@ class GradebookSink:
                 LATENCY.observe(max(0.0, time.time() - timestamp_ms(value["gradedAt"]) / 1000))
 
     def _dead_letter(self, m: Message, exc: Exception, kind: str) -> None:
-        self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=_position(m))
+        self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=position(m))
         self.counts[f"{kind}.dead_lettered"] += 1
         OUTCOMES.labels(kind, "dead_lettered").inc()
 

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from connectors.sinks.postgres.migrate import check_schema_name, migrate
 from connectors.sinks.postgres.tables import Source, Table, soft_delete_sql, table_for, upsert_sql
-from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.dlq import DeadLetterPublisher, position
 from streams.errors import DecodeError, RetriableError, ServiceUnavailable, SkippableError
 from streams.serde import Serdes, decode_key
 
@@ -89,10 +89,6 @@ class _Item:
     row: dict[str, Any] | None  # None: a soft delete of ``key``
     key: tuple[Any, ...]
     message: Message
-
-
-def _position(m: Message) -> SourcePosition:
-    return SourcePosition(str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.timestamp()[1])
 
 
 def _refusal(exc: psycopg.Error) -> str:
@@ -422,7 +418,7 @@ class AnalyticsSink:
             )  # fmt: skip
             self._count(table, "refused_kept_on_topic")
             return
-        self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=_position(m))
+        self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=position(m))
         self._count(table, "dead_lettered")
 
     def _count(self, table: Table, outcome: str, n: int = 1) -> None:
