@@ -8,13 +8,17 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from streams.errors import PlanRefused, SislmsError
 from streams.logs import configure_logging
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from sislms.wiring import Kernel
+    from streams.dlq_replay import Letter
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka, registry and PostgreSQL.")
@@ -39,6 +43,10 @@ analytics_app = typer.Typer(
     no_args_is_help=True, help="The analytics side: the engagement processor and the PostgreSQL sink."
 )
 app.add_typer(analytics_app, name="analytics")
+dlq_app = typer.Typer(
+    no_args_is_help=True, help="Dead letters: count them, inspect them, re-submit them after a fix."
+)
+app.add_typer(dlq_app, name="dlq")
 
 Components = Annotated[list[str] | None, typer.Argument(help="kafka, registry, postgres (default: all)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document for scripts.")]
@@ -590,6 +598,143 @@ def replay_cmd(
     apply_replay(k.admin, plan)
     if not as_json:
         typer.echo(f"moved {len(plan.moves)} partition(s) of {group}: start its workers to read again")
+
+
+Stages = Annotated[
+    list[str] | None, typer.Option("--stage", help="Only this stage (repeatable): dlq.<stage>.v1.")
+]
+Reasons = Annotated[list[str] | None, typer.Option("--reason", help="Only this reason (repeatable).")]
+
+
+def _letters(stages: list[str] | None, reasons: list[str] | None) -> tuple[Kernel, list[Letter], dict]:
+    from sislms.wiring import Kernel
+    from streams.dlq_replay import dead_letter_topics, read_ledger, read_letters
+    from streams.kafka import client_config
+
+    k = Kernel(_settings())
+    conf = client_config(k.settings, k.endpoints.kafka_bootstrap)
+    letters = list(read_letters(conf, k.serdes, dead_letter_topics(k.catalog, stages), reasons=reasons))
+    return k, letters, read_ledger(conf, k.serdes)
+
+
+@dlq_app.command("list")
+def dlq_list(stage: Stages = None, reason: Reasons = None, as_json: JsonFlag = False) -> None:
+    """Dead letters by stage and reason: how many, how many a replay re-submitted or found
+    superseded, how many are pending, and when they failed."""
+    from streams.dlq_replay import summarize
+
+    _, letters, ledger = _letters(stage, reason)
+    rows = summarize(letters, ledger)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    typer.echo(
+        f"{'stage':<16} {'reason':<22} {'letters':>8} {'resubmitted':>12} {'superseded':>11} {'pending':>8}"
+        "  first failed .. last failed"
+    )
+    for r in rows:
+        first = r.first_failed.strftime("%Y-%m-%d %H:%M") if r.first_failed else "-"
+        last = r.last_failed.strftime("%Y-%m-%d %H:%M") if r.last_failed else "-"
+        typer.echo(
+            f"{r.stage:<16} {r.reason:<22} {r.letters:>8} {r.resubmitted:>12} {r.superseded:>11} "
+            f"{r.pending:>8}  {first} .. {last}"
+        )
+
+
+@dlq_app.command("show")
+def dlq_show(
+    stage: Stages = None,
+    reason: Reasons = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many (newest last).")] = 20,
+    payload: Annotated[
+        bool,
+        typer.Option("--payload", help="Also print each original value, decoded (it may hold student data)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dead letters one by one: position, stage, reason, attempts, error, where the original came
+    from and what a replay did with it. Original values only with --payload."""
+    from streams.dlq_replay import describe
+
+    k, letters, ledger = _letters(stage, reason)
+    shown = letters[-limit:] if limit > 0 else letters
+    docs = []
+    for x in shown:
+        doc = describe(x, ledger.get(x.coordinate))
+        if payload:
+            doc["value"] = _decoded(k, x.source_topic, x.record.get("value"))
+        docs.append(doc)
+    if as_json:
+        typer.echo(json.dumps(docs, indent=2, default=str))
+        return
+    for d in docs:
+        replay = d["replay"]
+        settled = (
+            "pending"
+            if replay is None
+            else f"{replay['outcome']} {replay['resubmittedTo'] or replay['supersededBy']}"
+        )
+        typer.echo(
+            f"{d['letter']}  {d['stage']}/{d['reason']}  attempt {d['attempt']}  failed {d['failedAt']}  "
+            + settled
+        )
+        typer.echo(f"  error:  {str(d['error'])[:500]}")
+        typer.echo(f"  origin: {d['origin']}  key {d['key']}  value {d['valueBytes']} bytes")
+        if payload:
+            typer.echo(f"  value:  {d['value']}")
+    typer.echo(f"{len(docs)} of {len(letters)} letter(s)", err=True)
+
+
+def _decoded(kernel: Kernel, topic: str | None, value: bytes | None) -> object:
+    if value is None:
+        return None
+    if topic is not None and topic in kernel.catalog:
+        try:
+            return kernel.serdes[topic].decode(value)
+        except SislmsError as exc:
+            return f"(does not decode as {topic}: {exc}) {value[:200]!r}"
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value[:200].hex()
+
+
+@dlq_app.command("replay")
+def dlq_replay_cmd(
+    stage: Stages = None,
+    reason: Reasons = None,
+    again: Annotated[
+        bool, typer.Option("--again", help="Also re-submit letters an earlier replay settled.")
+    ] = False,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-submit dead letters to the topics they came from, after a fix: the stage reads them
+    again; one that fails again goes back to its dead-letter topic with one more attempt.
+    Resumable: each letter is settled on ops.dlq_replays.v1 in the same transaction."""
+    from streams.dlq_replay import ReplayLock, plan_letters, replay_letters
+    from streams.kafka import client_config
+
+    k, letters, ledger = _letters(stage, reason)
+    conf = client_config(k.settings, k.endpoints.kafka_bootstrap)
+    plan = plan_letters(k.admin, conf, letters, ledger, again=again)
+    if as_json:
+        typer.echo(json.dumps({**plan.as_dict(), "dryRun": dry_run}, indent=2))
+    else:
+        typer.echo("\n".join(plan.lines()))
+    if dry_run:
+        if not as_json:
+            typer.echo("dry run: nothing changed")
+        return
+    with ReplayLock(k.admin, conf, k.settings.dlq_replay_group):
+        done = replay_letters(
+            k.producer(), k.serdes, plan, progress=lambda n, t: typer.echo(f"  {n}/{t} settled", err=True)
+        )
+    if not as_json:
+        typer.echo(f"re-submitted {done['resubmitted']}, settled {done['superseded']} superseded")
 
 
 @roles_app.command("check")

@@ -22,7 +22,15 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.errors import ConfigError, PlanRefused, ServiceUnavailable
 
-__all__ = ["GroupMove", "PartitionMove", "ReplayTarget", "apply_replay", "parse_target", "plan_replay"]
+__all__ = [
+    "GroupMove",
+    "PartitionMove",
+    "ReplayTarget",
+    "apply_replay",
+    "group_members",
+    "parse_target",
+    "plan_replay",
+]
 
 _TIMEOUT_S = 30.0
 _IDLE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
@@ -55,14 +63,14 @@ def parse_target(text: str) -> ReplayTarget:
     text = text.strip()
     if text in ("earliest", "latest"):
         return ReplayTarget(text)  # type: ignore[arg-type]
-    m = _OFFSET.match(text)
-    if m:
-        return ReplayTarget(
-            "offset", topic=m["topic"], partition=int(m["partition"]), offset=int(m["offset"])
-        )
     try:
-        at = datetime.fromisoformat(text)
+        at = datetime.fromisoformat(text)  # first: 2026-12-04T06:00:00 also looks like t:p:o
     except ValueError:
+        m = _OFFSET.match(text)
+        if m:
+            return ReplayTarget(
+                "offset", topic=m["topic"], partition=int(m["partition"]), offset=int(m["offset"])
+            )
         raise ConfigError(
             f"--to {text!r}: expected earliest, latest, an ISO time such as 2026-12-01T06:00:00Z, "
             "or topic:partition:offset"
@@ -167,6 +175,11 @@ def _result(futures: dict[Any, Any], what: str) -> dict[Any, Any]:
 def _group_state(admin: AdminClient, group: str) -> tuple[str, int]:
     [description] = _result(admin.describe_consumer_groups([group]), f"describing group {group}").values()
     return description.state.name, len(description.members)
+
+
+def group_members(admin: AdminClient, group: str) -> int:
+    """How many members ``group`` has now."""
+    return _group_state(admin, group)[1]
 
 
 def _committed(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:

@@ -352,6 +352,13 @@ class Settings(BaseSettings):
         "every replica). Unset: a random one made once under the state dir.",
     )
 
+    # --- Replay and dead letters ---------------------------------------------------------
+    dlq_replay_group: str = Field(
+        "sislms-dlq-replay",
+        description="Consumer group `sislms dlq replay` holds while it runs: a second replay that "
+        "finds it taken refuses to start.",
+    )
+
     # --- SIS simulator ---------------------------------------------------------------------
     simulator_port: int = Field(18090, description="Port of the local OneRoster SIS simulator (127.0.0.1).")
     simulator_users: int = Field(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+from typer.testing import CliRunner
 
+from sislms.cli import app
 from sislms.wiring import Kernel
 from streams.catalog import Catalog
 from streams.consumer import DecodingConsumer
-from streams.dlq import DeadLetterPublisher
+from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.dlq_replay import LEDGER_TOPIC
+from streams.errors import DecodeError
 from streams.kafka import consumer_config
 from streams.serde import Serdes
 from streams.topology import apply
@@ -116,3 +122,96 @@ def test_undecodable_records_are_dead_lettered_with_original_bytes_and_position(
     assert "UTF-8" in by_offset[positions[3][1]]["errorMessage"]
     headers = dict(letters[0].headers())
     assert headers["dlq.stage"] == stage.encode()
+
+
+def test_dlq_list_show_and_replay_from_the_command_line(
+    kernel: Kernel, make_catalog: Callable[..., Catalog], uid: str, tmp_path: Path
+) -> None:
+    """Two undecodable users and a CSV row refused at the edge. One user's good version comes
+    later: its letter is superseded (its old bytes are not written over the newer record). The
+    other is re-submitted with its original bytes, fails again, and comes back once with one more
+    attempt; the edge row is never re-submitted. A second replay re-submits only the new letter."""
+    topic, dlq_topic, stage = f"t{uid}.users.v1", f"dlq.s{uid}.v1", f"s{uid}"
+    specs = [
+        {"name": "t{uid}.users.v1", "value_schema": "sis/users.v1.avsc", "cleanup_policy": "compact",
+         "partitions": 1},
+        {"name": "dlq.s{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+    ]  # fmt: skip
+    cat = make_catalog(specs)
+    assert apply(cat, kernel.admin, kernel.registry).ok
+    ledger = kernel.catalog.topic(LEDGER_TOPIC)  # the real ledger (the session applied it)
+    make_catalog([*specs, {**ledger.model_dump(exclude_none=True), "name": LEDGER_TOPIC}], name="cli.yaml")
+    env = {
+        "SISLMS_TOPOLOGY_FILE": str(tmp_path / "cli.yaml"),
+        "SISLMS_SCHEMAS_DIR": str(tmp_path / "schemas"),
+    }
+    serdes = Serdes(kernel.registry, cat)
+    good = serdes[topic].encode(user("u-a")) or b""
+    positions = _produce_all(
+        kernel, topic, [(b"u-a", b"not avro"), (b"u-b", b"\x05not avro"), (b"u-a", good)]
+    )
+    dead = DeadLetterPublisher(kernel.producer(), serdes, cat)
+    dead.send(
+        stage, DecodeError("line 9: bad row"), key=b"row-9", value=b"a,b,c",
+        source=SourcePosition(headers=(("origin.file", b"users.csv"), ("origin.line", b"9"))),
+    )  # fmt: skip
+    dead.flush()
+
+    def consume(group: str) -> int:
+        c = DecodingConsumer(
+            Consumer(consumer_config(kernel.settings, kernel.endpoints.kafka_bootstrap, group)),
+            serdes, dead, stage=stage,
+        )  # fmt: skip
+        c.subscribe([topic])
+        deadline, quiet, seen = time.monotonic() + 30, float("inf"), -1
+        while time.monotonic() < min(deadline, quiet):  # until 3 s with nothing new once assigned
+            c.poll_batch(100, 0.5)
+            if c.consumer.assignment() and c.decoded + c.dead_lettered != seen:
+                seen, quiet = c.decoded + c.dead_lettered, time.monotonic() + 3
+        c.commit()
+        c.close()
+        dead.flush()
+        return c.dead_lettered
+
+    group = f"g{uid}"
+    assert consume(group) == 2
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        result = runner.invoke(app, ["dlq", *args, "--stage", stage], env=env)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def listed() -> dict[str, dict[str, Any]]:
+        return {row["reason"]: row for row in json.loads(cli("list", "--json").stdout)}
+
+    rows = listed()
+    assert {r: (x["letters"], x["pending"]) for r, x in rows.items()} == {"undecodable": (3, 3)}
+    shown = json.loads(cli("show", "--json").stdout)
+    assert [d["key"] for d in shown] == ["row-9", "u-a", "u-b"]
+    assert shown[0]["origin"] == "file=users.csv line=9" and "value" not in shown[0]
+    assert shown[1]["origin"] == f"{topic}:0:{positions[0][1]}" and shown[1]["valueBytes"] == 8
+    assert json.loads(cli("show", "--json", "--payload").stdout)[2]["value"].startswith("(does not decode")
+
+    plan = json.loads(cli("replay", "--dry-run", "--json").stdout)
+    a, b, edge = (f"{dlq_topic}:0:{d['letter'].rsplit(':', 1)[1]}" for d in (shown[1], shown[2], shown[0]))
+    assert plan["resubmit"] == [b] and plan["superseded"] == {a: f"{topic}:0:{positions[2][1]}"}
+    assert plan["notFromKafka"] == [edge] and plan["dryRun"] is True
+    assert listed()["undecodable"]["pending"] == 3  # the dry run changed nothing
+
+    done = cli("replay")
+    assert "re-submitted 1, settled 1 superseded" in done.stdout
+    # the re-submitted record: u-b's original bytes at the end of its topic, marked; u-a's not written
+    tail = _read_all(kernel, topic, f"tail{uid}", expect=4)[3:]
+    assert [(m.key(), m.value()) for m in tail] == [(b"u-b", b"\x05not avro")]
+    assert dict(tail[0].headers() or []) == {"dlq.replay.of": b.encode(), "dlq.attempt": b"1"}
+
+    assert consume(group) == 1  # it fails again: back to the dead letters, once, with one more attempt
+    rows = listed()["undecodable"]
+    assert (rows["letters"], rows["resubmitted"], rows["superseded"], rows["pending"]) == (4, 1, 1, 2)
+    newest = json.loads(cli("show", "--json", "--limit", "1").stdout)[0]
+    assert (newest["key"], newest["attempt"]) == ("u-b", 2)
+
+    again = json.loads(cli("replay", "--json").stdout)
+    assert again["resubmit"] == [newest["letter"]] and again["superseded"] == {}
+    assert sorted(again["settled"]) == sorted([a, b])

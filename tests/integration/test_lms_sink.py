@@ -7,6 +7,7 @@ Canvas refuses (dead-lettered with its reason, the rest applied)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,11 +19,12 @@ from pydantic import SecretStr
 
 from connectors.canvas import ENROLLMENT_TYPES
 from connectors.sinks.canvas.sink import CanvasSink
-from simulators.lms.app import Throttle
+from simulators.lms.app import Fault, Throttle
 from simulators.lms.server import LmsConfig, LmsSimulator
 from sislms.lms import build_sink
 from sislms.wiring import Kernel
 from streams.compacted import group_caught_up
+from streams.dlq_replay import Letter, ReplayPlan, plan_letters, read_ledger, read_letters, replay_letters
 from streams.kafka import client_config
 from streams.roles.engine import RuleSet
 from streams.roster.commands import diff
@@ -88,6 +90,12 @@ def rig(
                 "value_schema": "lms/provisioning_results.v1.avsc",
             },
             {"name": f"dlq.{stage}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+            {
+                "name": "ops.dlq_replays_{uid}.v1",
+                "cleanup_policy": "compact",
+                "partitions": 1,
+                "value_schema": "ops/dlq_replays.v1.avsc",
+            },
         ]
     )
     assert apply(catalog, kernel.admin, kernel.registry, 1).ok
@@ -304,3 +312,65 @@ def test_a_first_load_whose_enrollments_fill_the_intake_before_their_users_compl
         running.close()
     assert sink.counts["dead_lettered"] == 0, sink.counts
     _compare(rig)
+
+
+def test_dead_letters_re_submitted_after_the_fix_land_once_and_one_failing_again_goes_back(
+    rig: Rig, uid: str
+) -> None:
+    """``sislms dlq replay`` with the Canvas sink: Canvas refuses one request (a 400), the command
+    and what needed it are dead-lettered. Re-submitted while Canvas still refuses, they come back
+    to the dead letters with one more attempt and the replay ends (no loop); re-submitted after
+    the fix, the LMS holds exactly the plan, nothing twice; a third replay has nothing to do."""
+    conf = client_config(rig.kernel.settings, rig.kernel.endpoints.kafka_bootstrap)
+    serdes = rig.kernel.serdes
+    ledger = f"ops.dlq_replays_{uid}.v1"
+
+    def letters() -> list[Letter]:
+        return list(read_letters(conf, serdes, [rig.dead_letters]))
+
+    def replay(found: list[Letter]) -> ReplayPlan:
+        plan = plan_letters(rig.kernel.admin, conf, found, read_ledger(conf, serdes, ledger))
+        done = replay_letters(rig.kernel.producer(), serdes, plan, ledger=ledger, batch=7)
+        assert done["resubmitted"] == len(plan.resubmit) and not plan.superseded and not plan.outside
+        return plan
+
+    _publish(rig, _commands(rig.targets))
+    rig.settings = rig.settings.model_copy(update={"lms_sink_dependency_wait_s": 5.0})
+    # Canvas refuses one user: the first POST of a new user (enrollment lookups GET /users/...)
+    refuse_a_user = Fault(status=400, times=1, path=f"/accounts/{rig.settings.lms_root_account}/users")
+    rig.lms.state.faults.append(refuse_a_user)
+    _run_to_end(rig)
+    first = letters()
+    assert [x.reason for x in first].count("lms_rejected") == 1, [x.reason for x in first]
+    assert "dependency_missing" in {x.reason for x in first}  # the user's enrollments waited, then went
+    assert {x.reason for x in first} == {"lms_rejected", "dependency_missing"}
+    assert all(x.record["attempt"] == 1 for x in first)
+
+    # Canvas still refuses (the fault again): everything re-submitted fails again, once
+    rig.lms.state.faults.append(dataclasses.replace(refuse_a_user, times=1))
+    plan = replay(first)
+    assert {x.coordinate for x in plan.resubmit} == {x.coordinate for x in first}
+    _run_to_end(rig)
+    second = letters()
+    again = second[len(first) :]
+    assert [x.coordinate for x in second[: len(first)]] == [x.coordinate for x in first]
+    assert again and [x.reason for x in again].count("lms_rejected") == 1
+    assert all(x.record["attempt"] == 2 for x in again)  # each one more attempt, from a re-submission
+    assert len(again) <= len(first)  # no letter came back twice: no loop
+
+    # fixed: the pending letters (the new ones) re-submitted; the settled ones are not
+    plan = plan_letters(rig.kernel.admin, conf, second, read_ledger(conf, serdes, ledger))
+    assert {x.coordinate for x in plan.settled} == {x.coordinate for x in first}
+    assert {x.coordinate for x in plan.resubmit} == {x.coordinate for x in again}
+    replay(second)
+    _run_to_end(rig)
+    assert len(letters()) == len(second)  # nothing failed this time
+    _compare(rig)  # the LMS holds exactly the plan: the refused ones landed, nothing twice
+    results = {
+        (v["targetType"], v["targetSisId"]): v["status"] for _, v, _ in read_topic(_topics(rig), rig.results)
+    }
+    assert "dead_lettered" not in results.values()
+
+    # a third replay has nothing to do
+    plan = plan_letters(rig.kernel.admin, conf, letters(), read_ledger(conf, serdes, ledger))
+    assert not plan.resubmit and len(plan.settled) == len(second)

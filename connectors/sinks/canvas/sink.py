@@ -10,7 +10,10 @@ How it runs (``sislms lms sink``):
   id, HTTP status, error and the command's ``sequence``. Compacted, that topic is the SIS-to-LMS
   id map, reloaded at start (:class:`ResultsIdMap`).
 - A command whose ``sequence`` is not above the last one handled for its target is skipped
-  (a redelivery or a replay): nothing is applied twice, and the newest command wins.
+  (a redelivery or a replay): nothing is applied twice, and the newest command wins. A dead
+  letter re-submitted by ``sislms dlq replay`` (header ``dlq.replay.of``) is applied when its
+  sequence *is* the last one handled (that is the command that failed); one that a newer command
+  has overtaken is skipped all the same.
 - A command that needs an object Canvas does not have yet waits in its lane, without holding up
   other targets, and is retried with backoff. Once it has waited
   ``SISLMS_LMS_SINK_DEPENDENCY_WAIT_S`` and the sink has stopped making progress (the command it
@@ -43,7 +46,7 @@ from prometheus_client import Gauge
 
 from connectors.sinks.canvas.apply import Command, DependencyMissing, Outcome, Provisioner
 from connectors.sinks.canvas.client import CanvasRejected
-from streams.dlq import DeadLetterPublisher, SourcePosition
+from streams.dlq import REPLAY_HEADER, DeadLetterPublisher, SourcePosition
 from streams.errors import RetriableError, SkippableError
 from streams.serde import Serdes, encode_key
 
@@ -106,6 +109,11 @@ class ResultsIdMap:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+def _resubmitted(headers: Iterable[tuple[str, bytes | None]]) -> bool:
+    """Whether ``sislms dlq replay`` wrote this record again from a dead letter."""
+    return any(name == REPLAY_HEADER for name, _ in headers)
 
 
 @dataclass
@@ -310,7 +318,8 @@ class CanvasSink:
             return None
         command = Command.from_value(value)
         sequence = int(value["sequence"])
-        if sequence <= self.ids.sequence(command.target_type, command.target):
+        last = self.ids.sequence(command.target_type, command.target)
+        if sequence < last or (sequence == last and not _resubmitted(item.headers)):
             self._count(command.action, "stale")
             self._finish(item, [])
             return None
