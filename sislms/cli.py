@@ -43,6 +43,10 @@ analytics_app = typer.Typer(
     no_args_is_help=True, help="The analytics side: the engagement processor and the PostgreSQL sink."
 )
 app.add_typer(analytics_app, name="analytics")
+backfill_app = typer.Typer(
+    no_args_is_help=True, help="Full re-reads of a source, publishing only what differs."
+)
+app.add_typer(backfill_app, name="backfill")
 dlq_app = typer.Typer(
     no_args_is_help=True, help="Dead letters: count them, inspect them, re-submit them after a fix."
 )
@@ -598,6 +602,50 @@ def replay_cmd(
     apply_replay(k.admin, plan)
     if not as_json:
         typer.echo(f"moved {len(plan.moves)} partition(s) of {group}: start its workers to read again")
+
+
+@backfill_app.command("sis")
+def backfill_sis_cmd(
+    entities: Annotated[
+        str | None,
+        typer.Option("--entities", help="Comma-separated OneRoster entities (default: SISLMS_SIS_ENTITIES)."),
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Read this OneRoster CSV bundle instead of the REST API.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Source name of a CSV backfill (oneroster-csv:<name>).")] = "csv",
+    publish_all: Annotated[
+        bool, typer.Option("--all", help="Publish every record, also those the topics already hold.")
+    ] = False,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A full snapshot of the SIS through the REST source (or a CSV bundle): only records that
+    differ from the compacted topics are published, deletions as in any snapshot."""
+    from sislms.sis import backfill_sis
+
+    report = backfill_sis(
+        _settings(),
+        only=tuple(n.strip() for n in entities.split(",") if n.strip()) if entities else None,
+        csv=csv,
+        csv_name=name,
+        publish_all=publish_all,
+        dry_run=dry_run,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    verb = "would publish" if dry_run else "published"
+    typer.echo(f"{'entity':<18} {verb:>14} {'unchanged':>10} {'deleted':>8} {'dead letters':>13}")
+    for n in report.published:
+        typer.echo(
+            f"{n:<18} {report.published[n]:>14} {report.unchanged[n]:>10} {report.deleted[n]:>8} "
+            f"{report.dead_letters[n]:>13}"
+        )
+    for n, hold in report.held.items():
+        typer.echo(f"HELD deletions of {n}: sislms sis approve {hold}  |  sislms sis reject {hold}")
+    typer.echo(f"{'dry run: nothing changed, ' if dry_run else ''}{report.seconds:.1f} s")
 
 
 Stages = Annotated[

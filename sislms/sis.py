@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from connectors.control import ControlServer
 from connectors.oneroster.auth import ClientCredentials
@@ -17,7 +19,7 @@ from simulators.district import DistrictSpec
 from simulators.sis.server import SimulatorConfig, SisSimulator
 from sislms.local_secrets import local_secret
 from sislms.wiring import Kernel
-from streams.compacted import read_live_keys
+from streams.compacted import read_digests, read_live_keys
 from streams.errors import ConfigError
 from streams.kafka import client_config
 from streams.serde import Serdes
@@ -27,12 +29,15 @@ if TYPE_CHECKING:
     from connectors.sources.oneroster_csv.source import CsvSource
 
 __all__ = [
+    "BackfillReport",
     "apply_hold",
+    "backfill_sis",
     "build_csv_source",
     "build_rest_source",
     "build_simulator",
     "client_secret",
     "hold_book",
+    "run_backfill",
     "run_rest_source",
     "sis_url",
 ]
@@ -120,8 +125,17 @@ def build_simulator(
     return SisSimulator(config)
 
 
-def build_rest_source(settings: Settings, kernel: Kernel | None = None) -> RestSource:
+def build_rest_source(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    state_dir: Path | None = None,
+    only: tuple[str, ...] | None = None,
+) -> RestSource:
+    """The OneRoster REST source; ``state_dir`` (default the settings') holds its bookmark and the
+    holds, ``only`` narrows the entities."""
     kernel = kernel or Kernel(settings)
+    state_dir = state_dir or settings.state_dir
     base = sis_url(settings)
     auth = ClientCredentials(
         settings.sis_token_url or f"{base}/oauth/token",
@@ -134,19 +148,19 @@ def build_rest_source(settings: Settings, kernel: Kernel | None = None) -> RestS
     )
     config = RestSourceConfig(
         name=settings.sis_source_name,
-        entities=entities(settings),
+        entities=only or entities(settings),
         page_size=settings.sis_page_size,
         poll_interval_s=settings.sis_poll_interval_s,
         clock_skew_s=settings.sis_clock_skew_s,
     )
-    state = SourceState(settings.state_dir / "sources" / f"oneroster-rest-{settings.sis_source_name}.json")
+    state = SourceState(state_dir / "sources" / f"oneroster-rest-{settings.sis_source_name}.json")
     return RestSource(
         config,
         client=client,
         writer=_writer(kernel, config.source),
         catalog=kernel.catalog,
         state=state,
-        holds=hold_book(settings),
+        holds=HoldBook(state_dir / "holds"),
         guard=_guard(settings),
         live_keys=_live_keys(kernel),
     )
@@ -167,7 +181,14 @@ def run_rest_source(settings: Settings, stop: threading.Event) -> None:
         source.client.close()
 
 
-def build_csv_source(settings: Settings, name: str, kernel: Kernel | None = None) -> CsvSource:
+def build_csv_source(
+    settings: Settings,
+    name: str,
+    kernel: Kernel | None = None,
+    *,
+    state_dir: Path | None = None,
+    only: tuple[str, ...] | None = None,
+) -> CsvSource:
     from connectors.sources.oneroster_csv.source import CsvSource
 
     kernel = kernel or Kernel(settings)
@@ -176,11 +197,114 @@ def build_csv_source(settings: Settings, name: str, kernel: Kernel | None = None
         name=name,
         writer=_writer(kernel, source),
         catalog=kernel.catalog,
-        holds=hold_book(settings),
+        holds=HoldBook((state_dir or settings.state_dir) / "holds"),
         guard=_guard(settings),
         live_keys=_live_keys(kernel),
-        entities=entities(settings),
+        entities=only or entities(settings),
     )
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill published (or would, in a dry run), per entity."""
+
+    published: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run, "published": self.published, "unchanged": self.unchanged,
+            "deleted": self.deleted, "deadLetters": self.dead_letters, "held": self.held,
+            "seconds": round(self.seconds, 1),
+        }  # fmt: skip
+
+
+def backfill_sis(
+    settings: Settings,
+    *,
+    only: tuple[str, ...] | None = None,
+    csv: Path | None = None,
+    csv_name: str = "csv",
+    publish_all: bool = False,
+    dry_run: bool = False,
+    kernel: Kernel | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BackfillReport:
+    """``sislms backfill sis``: :func:`run_backfill` on the REST source (or the CSV bundle
+    ``csv``) of these settings. A dry run works on a copy of the bookmarks and holds."""
+    import shutil
+    import tempfile
+
+    kernel = kernel or Kernel(settings)
+    names = only or entities(settings)
+    for name in names:
+        try:
+            entity(name)
+        except KeyError:
+            known = ", ".join(e.name for e in ENTITIES)
+            raise ConfigError(f"--entities: no entity {name!r}; entities: {known}") from None
+    conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
+    with tempfile.TemporaryDirectory(prefix="sislms-backfill-") as scratch:
+        state_dir = settings.state_dir
+        if dry_run:  # bookmarks and holds copied: the dry run's changes to them are thrown away
+            state_dir = Path(scratch)
+            for sub in ("sources", "holds"):
+                if (settings.state_dir / sub).is_dir():
+                    shutil.copytree(settings.state_dir / sub, state_dir / sub)
+        source: Any
+        if csv is not None:
+            source = build_csv_source(settings, csv_name, kernel, state_dir=state_dir, only=names)
+        else:
+            source = build_rest_source(settings, kernel, state_dir=state_dir, only=names)
+        return run_backfill(
+            source, names, conf=conf, csv=csv, publish_all=publish_all, dry_run=dry_run, progress=progress
+        )
+
+
+def run_backfill(
+    source: Any,
+    names: tuple[str, ...],
+    *,
+    conf: dict[str, Any],
+    csv: Path | None = None,
+    publish_all: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BackfillReport:
+    """A full snapshot through ``source`` (a :class:`RestSource`, or a ``CsvSource`` loading
+    ``csv``): a record equal to what its compacted topic holds for its key (meta aside) is not
+    published unless ``publish_all``; deletions are decided as in any snapshot (held past the
+    mass-change guard). ``dry_run``: count, publish nothing."""
+    import time
+
+    started = time.monotonic()
+    writer: TopicWriter = source.writer
+    writer.dry_run = dry_run
+    if not publish_all:
+        baseline = {}
+        for name in names:
+            topic = source.topic(entity(name))
+            baseline[topic] = read_digests(conf, topic, writer.serdes[topic])
+            if progress:
+                progress(f"{name}: {len(baseline[topic])} record(s) on {topic} to compare with")
+        writer.baseline = baseline
+    if csv is not None:
+        held = dict(source.load(csv).held)
+    else:
+        held = dict(source.sync_once(force_snapshot=True).held)
+    counts = writer.counts
+    report = BackfillReport(held=held, dry_run=dry_run, seconds=time.monotonic() - started)
+    for name in names:
+        report.published[name] = counts[f"{name}.upsert"]
+        report.unchanged[name] = counts[f"{name}.unchanged"]
+        report.deleted[name] = counts[f"{name}.delete"]
+        report.dead_letters[name] = counts[f"{name}.dead_letter"]
+    return report
 
 
 def apply_hold(settings: Settings, hold: Hold) -> int:

@@ -15,9 +15,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.errors import ServiceUnavailable
+from streams.errors import DecodeError, ServiceUnavailable
+from streams.serde import TopicSerde, content_digest
 
-__all__ = ["group_caught_up", "read_live_keys", "read_to_end"]
+__all__ = ["group_caught_up", "read_digests", "read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +161,26 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
         return done, total
     finally:
         consumer.close()
+
+
+def read_digests(
+    conf: dict[str, Any], topic: str, serde: TopicSerde, *, timeout_s: float = 300.0
+) -> dict[str, bytes]:
+    """The content digest (:func:`~streams.serde.content_digest`) of each key's latest record in
+    ``topic``, tombstoned and undecodable ones left out: what a backfill compares a snapshot with."""
+    out: dict[str, bytes] = {}
+    for message in read_to_end(conf, topic, timeout_s=timeout_s):
+        key = message.key()
+        if key is None:
+            continue
+        text = key.decode("utf-8", "replace")
+        try:
+            value = serde.decode(message.value())
+        except DecodeError:
+            out.pop(text, None)  # unreadable: whatever the snapshot has for this key differs from it
+            continue
+        if value is None:
+            out.pop(text, None)
+        else:
+            out[text] = content_digest(serde, value)
+    return out

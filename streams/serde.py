@@ -11,9 +11,11 @@ The same ``TopicSerde`` serves plain confluent-kafka clients, Faust (see
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +26,16 @@ from streams.catalog import Catalog, TopicSpec
 from streams.errors import ConfigError, DecodeError
 from streams.registry import Registry
 
-__all__ = ["MAGIC", "Serdes", "TopicSerde", "decode_key", "encode_key", "split_wire", "timestamp_ms"]
+__all__ = [
+    "MAGIC",
+    "Serdes",
+    "TopicSerde",
+    "content_digest",
+    "decode_key",
+    "encode_key",
+    "split_wire",
+    "timestamp_ms",
+]
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -165,3 +176,19 @@ class Serdes:
             )
             self._by_topic[spec.name] = serde
         return serde
+
+
+#: The ``meta`` a content digest is taken with: who published a record, and when, is not its content.
+_NO_META = {
+    "source": "",
+    "sourceChangedAt": 0,
+    "ingestedAt": 0,
+    "traceId": "",
+    "sourceVersion": None,
+}
+
+
+def content_digest(serde: TopicSerde, record: Mapping[str, Any]) -> bytes:
+    """A digest of a record's content (its Avro encoding with ``meta`` blanked): equal for the
+    same entity published twice, whatever the run that published it."""
+    return hashlib.sha256(serde.encode({**record, "meta": _NO_META}) or b"").digest()
