@@ -4,6 +4,8 @@ migrations."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.sinks.postgres.migrate import Migration, migrate
@@ -14,7 +16,7 @@ from streams.analytics.engagement import EngagementProcessor
 from streams.analytics.work import WorkTracker
 from streams.catalog import Catalog
 from streams.dlq import DeadLetterPublisher
-from streams.errors import ServiceUnavailable
+from streams.errors import PlanRefused, ServiceUnavailable
 from streams.kafka import consumer_config
 from streams.settings import Settings
 
@@ -24,6 +26,7 @@ __all__ = [
     "build_engagement_processor",
     "build_work_tracker",
     "migrate_store",
+    "rebuild_store",
     "run_analytics_sink",
     "run_engagement_processor",
     "run_work_tracker",
@@ -162,3 +165,147 @@ def store_status(settings: Settings, kernel: Kernel | None = None) -> dict[str, 
     except psycopg.OperationalError as exc:
         raise ServiceUnavailable(f"analytics store: {str(exc).strip()}") from None
     return {"schema": schema, "migrations": migrations, "positions": positions}
+
+
+@dataclass
+class Rebuild:
+    """One rebuild of the analytics store: its id names the new schema and its consumer group, so
+    an interrupted rebuild resumes (``--resume ID``) where it stopped."""
+
+    id: str
+    live: str  #: the schema the dashboard reads
+    group: str  #: the live sink's consumer group
+
+    @property
+    def schema(self) -> str:
+        return f"{self.live}_rebuild_{self.id}"
+
+    @property
+    def previous(self) -> str:
+        """What the live schema is renamed to at the swap (kept until an operator drops it)."""
+        return f"{self.live}_before_{self.id}"
+
+    @property
+    def rebuild_group(self) -> str:
+        return f"{self.group}-rebuild-{self.id}"
+
+
+def rebuild_store(
+    settings: Settings,
+    kernel: Kernel | None = None,
+    *,
+    resume: str | None = None,
+    topics: dict[str, str] | None = None,
+    schema: str | None = None,
+    group: str = "sislms-analytics",
+    stage: str = "analytics_rebuild",
+    dry_run: bool = False,
+    swap: bool = True,
+    progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """``sislms analytics rebuild``: the store made again from the topics into a new schema by a
+    sink of its own (group ``<group>-rebuild-<id>``, refusals to ``dlq.<stage>.v1``) while the
+    live store keeps serving; once it has caught up, the two schemas are swapped in one
+    transaction and the live sink's group takes the rebuild's offsets. The swap refuses while
+    the live sink runs (stop it, then ``--resume ID``). Returns what was done."""
+    import time
+    from datetime import UTC, datetime
+
+    import psycopg
+    from psycopg import sql
+
+    from connectors.sinks.postgres.migrate import check_schema_name
+    from streams.compacted import group_caught_up
+    from streams.kafka import client_config
+    from streams.replay import group_members
+
+    kernel = kernel or Kernel(settings)
+    live = check_schema_name(schema or settings.analytics_schema)
+    job = Rebuild(resume or datetime.now(UTC).strftime("%Y%m%d%H%M%S"), live, group)
+    check_schema_name(job.schema), check_schema_name(job.previous)
+    topics = topics if topics is not None else analytics_topics(kernel.catalog)
+    conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
+    names = sorted(set(topics.values()))
+    _, records = group_caught_up(conf, job.rebuild_group, names)
+    doc: dict[str, Any] = {
+        "id": job.id, "live": live, "schema": job.schema, "previous": job.previous,
+        "group": job.rebuild_group, "topics": len(names), "records": records,
+        "liveSinkMembers": group_members(kernel.admin, group), "dryRun": dry_run, "swapped": False,
+    }  # fmt: skip
+    if dry_run:
+        return doc
+    say = progress or (lambda _line: None)
+    say(f"rebuild {job.id}: {len(names)} topic(s), {records} record(s) into schema {job.schema}")
+    sink = build_analytics_sink(
+        settings, kernel, group=job.rebuild_group, topics=topics, schema=job.schema, stage=stage
+    )
+    halt = stop or threading.Event()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            sink.run(done)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    runner = threading.Thread(target=work, name="analytics-rebuild", daemon=True)
+    runner.start()
+    try:
+        said = 0.0
+        while not halt.is_set():
+            if errors:
+                raise errors[0]
+            caught_up, _ = group_caught_up(conf, job.rebuild_group, names)
+            if caught_up and not sink.stale:
+                break
+            if time.monotonic() - said >= 10:
+                said = time.monotonic()
+                written = sum(v for k, v in sink.counts.items() if k.endswith(".written"))
+                say(f"rebuild {job.id}: {written} row(s) written of about {records}")
+            halt.wait(1.0)
+    finally:
+        done.set()
+        runner.join(120)
+    if errors:
+        raise errors[0]
+    if halt.is_set():
+        say(f"rebuild {job.id} interrupted: resume it with --resume {job.id}")
+        return doc
+    doc["counts"] = dict(sink.counts)
+    if not swap:
+        say(f"rebuild {job.id} caught up; swap it in with --resume {job.id}")
+        return doc
+    members = group_members(kernel.admin, group)
+    if members:
+        raise PlanRefused(
+            f"the store is rebuilt in {job.schema}, but the live sink (group {group}) has {members} "
+            f"member(s): stop it, then run sislms analytics rebuild --resume {job.id} to swap"
+        )
+    with psycopg.connect(kernel.endpoints.postgres_dsn, autocommit=False) as conn:
+        rename = "alter schema {} rename to {}"
+        conn.execute(sql.SQL(rename).format(sql.Identifier(live), sql.Identifier(job.previous)))
+        conn.execute(sql.SQL(rename).format(sql.Identifier(job.schema), sql.Identifier(live)))
+        conn.commit()
+    _take_offsets(kernel, job.rebuild_group, group)
+    doc["swapped"] = True
+    say(f"rebuild {job.id}: swapped in; the previous store is schema {job.previous} (drop it when done)")
+    return doc
+
+
+def _take_offsets(kernel: Kernel, source: str, target: str) -> None:
+    """Give group ``target`` the committed offsets of group ``source``, then delete ``source``."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    [answer] = [
+        f.result(timeout=30)
+        for f in kernel.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(source)]).values()
+    ]
+    offsets = [tp for tp in answer.topic_partitions or [] if tp.offset >= 0]
+    if offsets:
+        request = ConsumerGroupTopicPartitions(target, offsets)
+        for f in kernel.admin.alter_consumer_group_offsets([request]).values():
+            f.result(timeout=30)
+    for f in kernel.admin.delete_consumer_groups([source]).values():
+        f.result(timeout=30)

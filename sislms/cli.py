@@ -390,6 +390,42 @@ def analytics_sink() -> None:
 
 
 # --- dashboard --------------------------------------------------------------------------------
+@analytics_app.command("rebuild")
+def analytics_rebuild(
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Go on with the rebuild of this id (and swap it in).")
+    ] = None,
+    no_swap: Annotated[bool, typer.Option("--no-swap", help="Build and catch up; do not swap.")] = False,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild the analytics store from the topics into a new schema while the dashboard keeps
+    serving the old one, then swap the two in one transaction. The swap needs the analytics sink
+    stopped; an interrupted rebuild goes on with --resume ID."""
+    from sislms.analytics import rebuild_store
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        doc = rebuild_store(
+            _settings(), resume=resume, dry_run=dry_run, swap=not no_swap, stop=stop,
+            progress=lambda line: typer.echo(line, err=True),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        typer.echo("interrupted: go on with --resume <id> (the id is in the first line)", err=True)
+        raise typer.Exit(130) from None
+    except SislmsError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    elif dry_run:
+        typer.echo(
+            f"rebuild {doc['id']}: {doc['topics']} topic(s), {doc['records']} record(s) into schema "
+            f"{doc['schema']}; {doc['live']} becomes {doc['previous']} at the swap; the live sink has "
+            f"{doc['liveSinkMembers']} member(s) (it must have none to swap)\ndry run: nothing changed"
+        )
+
+
 @app.command("dashboard")
 def dashboard_cmd(
     port: Annotated[int | None, typer.Option("--port", help="Port (default SISLMS_DASHBOARD_PORT).")] = None,

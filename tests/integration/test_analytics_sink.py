@@ -26,12 +26,12 @@ from connectors.oneroster.models import ENTITIES, to_record
 from connectors.sinks.postgres.migrate import Migration, load_migrations, migrate
 from connectors.sinks.postgres.sink import AnalyticsSink
 from simulators.district import DistrictSpec, generate
-from sislms.analytics import build_analytics_sink, build_work_tracker
+from sislms.analytics import build_analytics_sink, build_work_tracker, rebuild_store
 from sislms.wiring import Kernel
 from streams.analytics.work import WorkTracker
 from streams.catalog import Catalog
 from streams.compacted import group_caught_up, read_to_end
-from streams.errors import ConfigError
+from streams.errors import ConfigError, PlanRefused
 from streams.kafka import client_config
 from streams.lms.events import read_request
 from streams.replay import apply_replay, parse_target, plan_replay
@@ -164,8 +164,10 @@ def rig(settings: Settings, kernel: Kernel, make_catalog: Callable[..., Catalog]
         for t, s in SCHEMAS.items()
     ]
     specs += [
-        {"name": "dlq.other_{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
-        {"name": "dlq.analytics_{uid}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1},
+        *(
+            {"name": f"dlq.{stage}.v1", "value_schema": "dlq/dead_letter.v1.avsc", "partitions": 1}
+            for stage in ("other_{uid}", "analytics_{uid}", "analytics_{uid}_rebuild")
+        ),
         {
             "name": renamed(WORK, "{uid}"),
             "value_schema": "analytics/assignment_work.v1.avsc",
@@ -179,7 +181,9 @@ def rig(settings: Settings, kernel: Kernel, make_catalog: Callable[..., Catalog]
     r = Rig(private, settings, uid, private.producer())
     yield r
     with psycopg.connect(private.endpoints.postgres_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(r.schema)))
+        mine = "select nspname from pg_namespace where nspname = %s or nspname like %s"
+        for (name,) in conn.execute(mine, (r.schema, f"{r.schema}\\_%")).fetchall():
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
 
 
 def _meta(at: datetime) -> dict[str, Any]:
@@ -647,3 +651,53 @@ def test_the_work_tracker_publishes_each_students_status_missing_as_the_due_time
         for a, u, st in _query(rig, "select assignment_id, user_sourced_id, status from assignment_status")
     }
     assert view == expected
+
+
+def test_a_rebuild_fills_a_new_schema_while_the_live_one_serves_then_swaps_it_in(rig: Rig) -> None:
+    """``sislms analytics rebuild``: a new schema made from the topics by a sink of its own while
+    the live sink runs; the swap is refused until the live sink stops, then done in one
+    transaction; the live sink goes on from the rebuild's offsets, with nothing to do."""
+    _, records = _district(rig, 120)
+    for name, topic in SIS.items():
+        for sid, rec in records[name].items():
+            rig.send(topic, sid, rec)
+    rig.flush()
+    live = f"live-{rig.uid}"
+    rig.run_until_caught_up(live)
+    tables = ("orgs", "terms", "courses", "classes", "users", "enrollments")
+    before = {t: rig.rows(t, *_key(t)) for t in tables}
+    some = sorted(records["users"])[0]
+    renamed_user = {**records["users"][some], "familyName": "Renamed", "meta": _meta(T0 + timedelta(hours=1))}
+    rig.send("sis.users.v1", some, renamed_user)
+    rig.flush()
+
+    def rebuild() -> dict[str, Any]:
+        return rebuild_store(
+            rig.settings, rig.kernel, resume="t1", topics=rig.topics(), schema=rig.schema, group=live,
+            stage=f"{rig.stage}_rebuild",
+        )  # fmt: skip
+
+    running = Running(rig.sink(live))  # the live store keeps being written and served meanwhile
+    try:
+        with pytest.raises(PlanRefused, match="--resume t1"):
+            rebuild()
+        new = f"{rig.schema}_rebuild_t1"
+        got = _query(rig, f"select count(*) from {new}.users")
+        assert got == [(len(records["users"]),)]  # built in full beside the live store
+        assert _query(rig, f"select family_name from {rig.schema}.users where sourced_id = '{some}'") in (
+            [(records["users"][some]["familyName"],)], [("Renamed",)],
+        )  # fmt: skip
+    finally:
+        running.close()
+    doc = rebuild()
+    assert doc["swapped"] and doc["previous"] == f"{rig.schema}_before_t1"
+    after = {t: rig.rows(t, *_key(t)) for t in tables}  # now the rebuilt schema
+    for t in tables:
+        if t != "users":
+            assert after[t] == before[t], t
+    users = {r["sourced_id"]: r for r in after["users"]}
+    assert set(users) == {r["sourced_id"] for r in before["users"]}
+    assert users[some]["family_name"] == "Renamed"
+    assert _query(rig, f"select count(*) from {rig.schema}_before_t1.users") == [(len(records["users"]),)]
+    again = rig.run_until_caught_up(live)  # the live group took the rebuild's offsets
+    assert sum(v for k, v in again.counts.items() if k.endswith(".written")) == 0
