@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,13 +59,18 @@ def sis_url(settings: Settings) -> str:
 
 
 def entities(settings: Settings) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in settings.sis_entities.split(",") if n.strip())
-    for name in names:
+    return checked_entities(settings.sis_entities.split(","), "SISLMS_SIS_ENTITIES")
+
+
+def checked_entities(names: Iterable[str], where: str) -> tuple[str, ...]:
+    """The OneRoster collection names given in ``where`` (a setting, an option), each known."""
+    out = tuple(n.strip() for n in names if n.strip())
+    for name in out:
         try:
             entity(name)
         except KeyError as exc:
-            raise ConfigError(f"SISLMS_SIS_ENTITIES: {exc.args[0]}") from None
-    return names
+            raise ConfigError(f"{where}: {exc.args[0]}") from None
+    return out
 
 
 def hold_book(settings: Settings) -> HoldBook:
@@ -241,13 +246,7 @@ def backfill_sis(
     import tempfile
 
     kernel = kernel or Kernel(settings)
-    names = only or entities(settings)
-    for name in names:
-        try:
-            entity(name)
-        except KeyError:
-            known = ", ".join(e.name for e in ENTITIES)
-            raise ConfigError(f"--entities: no entity {name!r}; entities: {known}") from None
+    names = checked_entities(only, "--entities") if only else entities(settings)
     conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
     with tempfile.TemporaryDirectory(prefix="sislms-backfill-") as scratch:
         state_dir = settings.state_dir
