@@ -218,7 +218,7 @@ def rebuild_store(
     from connectors.sinks.postgres.migrate import check_schema_name
     from streams.compacted import group_caught_up
     from streams.kafka import client_config
-    from streams.replay import group_members
+    from streams.replay import group_members, hand_over
 
     kernel = kernel or Kernel(settings)
     live = check_schema_name(schema or settings.analytics_schema)
@@ -288,24 +288,7 @@ def rebuild_store(
         conn.execute(sql.SQL(rename).format(sql.Identifier(live), sql.Identifier(job.previous)))
         conn.execute(sql.SQL(rename).format(sql.Identifier(job.schema), sql.Identifier(live)))
         conn.commit()
-    _take_offsets(kernel, job.rebuild_group, group)
+    hand_over(kernel.admin, job.rebuild_group, group)
     doc["swapped"] = True
     say(f"rebuild {job.id}: swapped in; the previous store is schema {job.previous} (drop it when done)")
     return doc
-
-
-def _take_offsets(kernel: Kernel, source: str, target: str) -> None:
-    """Give group ``target`` the committed offsets of group ``source``, then delete ``source``."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    [answer] = [
-        f.result(timeout=30)
-        for f in kernel.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(source)]).values()
-    ]
-    offsets = [tp for tp in answer.topic_partitions or [] if tp.offset >= 0]
-    if offsets:
-        request = ConsumerGroupTopicPartitions(target, offsets)
-        for f in kernel.admin.alter_consumer_group_offsets([request]).values():
-            f.result(timeout=30)
-    for f in kernel.admin.delete_consumer_groups([source]).values():
-        f.result(timeout=30)

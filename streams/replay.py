@@ -28,6 +28,7 @@ __all__ = [
     "ReplayTarget",
     "apply_replay",
     "group_members",
+    "hand_over",
     "parse_target",
     "plan_replay",
 ]
@@ -271,10 +272,21 @@ def apply_replay(admin: AdminClient, plan: GroupMove) -> None:
         )
     if refusal:
         raise PlanRefused(refusal)
-    request = ConsumerGroupTopicPartitions(
-        plan.group, [TopicPartition(m.topic, m.partition, m.target) for m in plan.moves]
-    )
-    [answer] = _result(admin.alter_consumer_group_offsets([request]), f"moving {plan.group}").values()
+    _commit(admin, plan.group, [TopicPartition(m.topic, m.partition, m.target) for m in plan.moves])
+
+
+def _commit(admin: AdminClient, group: str, offsets: list[TopicPartition]) -> None:
+    request = ConsumerGroupTopicPartitions(group, offsets)
+    [answer] = _result(admin.alter_consumer_group_offsets([request]), f"moving {group}").values()
     failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in answer.topic_partitions or [] if tp.error]
     if failed:
-        raise ServiceUnavailable(f"moving {plan.group}: " + "; ".join(failed[:5]))
+        raise ServiceUnavailable(f"moving {group}: " + "; ".join(failed[:5]))
+
+
+def hand_over(admin: AdminClient, source: str, target: str) -> None:
+    """Give group ``target`` (which must have no members) the committed offsets of group
+    ``source``, then delete ``source``."""
+    offsets = [TopicPartition(t, p, o) for (t, p), o in _committed(admin, source).items()]
+    if offsets:
+        _commit(admin, target, offsets)
+    _result(admin.delete_consumer_groups([source]), f"deleting group {source}")
