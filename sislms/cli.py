@@ -679,6 +679,9 @@ def backfill_sis_cmd(
             f"{n:<18} {report.published[n]:>14} {report.unchanged[n]:>10} {report.deleted[n]:>8} "
             f"{report.dead_letters[n]:>13}"
         )
+    others = {n: c for n, c in report.dead_letters.items() if n not in report.published}
+    if others:
+        typer.echo("dead letters of other files: " + ", ".join(f"{n} {c}" for n, c in others.items()))
     for n, hold in report.held.items():
         typer.echo(f"HELD deletions of {n}: sislms sis approve {hold}  |  sislms sis reject {hold}")
     typer.echo(f"{'dry run: nothing changed, ' if dry_run else ''}{report.seconds:.1f} s")

@@ -303,6 +303,9 @@ def run_backfill(
         report.unchanged[name] = counts[f"{name}.unchanged"]
         report.deleted[name] = counts[f"{name}.delete"]
         report.dead_letters[name] = counts[f"{name}.dead_letter"]
+    for key, n in counts.items():  # rows of files that are no entity (roles.csv, ...) too
+        if key.endswith(".dead_letter"):
+            report.dead_letters.setdefault(key.removesuffix(".dead_letter"), n)
     return report
 
 

@@ -146,13 +146,14 @@ class TopicWriter:
         log line names only the entity, origin and error class, never the record's content.
         """
         headers = tuple((f"origin.{k}", str(v).encode()) for k, v in origin.items())
-        self.dead_letters.send(
-            self.stage,
-            error,
-            key=encode_key(key) if key else None,
-            value=raw,
-            source=SourcePosition(headers=headers),
-        )
+        if not self.dry_run:  # a dry run counts what it would dead-letter, and sends nothing
+            self.dead_letters.send(
+                self.stage,
+                error,
+                key=encode_key(key) if key else None,
+                value=raw,
+                source=SourcePosition(headers=headers),
+            )
         reason = getattr(error, "reason", "unexpected_error")
         self.counts[f"{entity}.dead_letter"] += 1
         METRICS.dead_letters.labels(self.source, entity, reason).inc()

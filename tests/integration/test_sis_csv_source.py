@@ -12,8 +12,10 @@ from connectors.oneroster.csv import open_bundle, write_bundle
 from connectors.oneroster.models import ENTITIES
 from connectors.sources.holds import HoldBook
 from simulators.sis.server import SisSimulator
+from sislms.sis import run_backfill
 from sislms.wiring import Kernel
 from streams.catalog import Catalog
+from streams.kafka import client_config
 from streams.settings import Settings
 from tests.integration.sis_support import (
     SisTopics,
@@ -78,6 +80,23 @@ def test_public_quirky_bundle_reports_every_bad_row(
         assert letter["value"]  # the row's original bytes
     loaded = sum(len(table(topics, e.name)) for e in ENTITIES)
     assert loaded == sum(report.upserts.values()) > 0
+
+
+def test_a_dry_run_backfill_of_a_bundle_with_bad_rows_sends_nothing(
+    fixtures_dir: Path, topics: SisTopics, tmp_path: Path
+) -> None:
+    """``sislms backfill sis --csv --dry-run``: the bad rows are counted, not dead-lettered; the
+    good ones counted, not published."""
+    bundle = fixtures_dir / "oneroster" / "csv_v1p2_catalyst_quirky"
+    names = tuple(e.name for e in ENTITIES)
+    conf = client_config(topics.kernel.settings, topics.kernel.endpoints.kafka_bootstrap)
+    dry = run_backfill(csv_source(topics, tmp_path), names, conf=conf, csv=bundle, dry_run=True)
+    assert sum(dry.dead_letters.values()) > 0 and sum(dry.published.values()) > 0
+    assert read_topic(topics, topics.dead_letters) == []
+    assert all(read_topic(topics, topics.topics[n], decode=False) == [] for n in names)
+    done = run_backfill(csv_source(topics, tmp_path), names, conf=conf, csv=bundle)
+    assert (done.published, done.dead_letters) == (dry.published, dry.dead_letters)
+    assert len(read_topic(topics, topics.dead_letters)) == sum(dry.dead_letters.values())
 
 
 def test_csv_backfill_and_rest_sync_converge(
