@@ -59,8 +59,9 @@ INTERNAL = (
     "roster.enrollments_by_user.v1",
     "roster.enrollments_by_class.v1",
     "roster.class_facts_by_user.v1",
+    "roster.reapply.v1",
 )
-OUTPUTS = ("lms.provisioning.v1", "roster.role_decisions.v1")
+OUTPUTS = ("lms.provisioning.v1", "roster.role_decisions.v1", "roster.rule_sets.v1")
 AS_OF = "2026-11-28"
 
 

@@ -30,7 +30,8 @@ sis_app = typer.Typer(
 app.add_typer(topology_app, name="topology")
 app.add_typer(sis_app, name="sis")
 roles_app = typer.Typer(
-    no_args_is_help=True, help="Role mapping: check a rule file, explain a person's roles."
+    no_args_is_help=True,
+    help="Role mapping: check a rule file, explain a person's roles, re-apply changed rules.",
 )
 app.add_typer(roles_app, name="roles")
 lms_app = typer.Typer(
@@ -877,6 +878,89 @@ def roles_explain(
         for g in d.grants:
             where = f" on {g.account}" if g.account else ""
             typer.echo(f"  => {g.kind} role {g.role}{where} [{' '.join(g.lti_roles)}] by {g.rule}")
+
+
+@roles_app.command("reapply")
+def roles_reapply(
+    rules: Annotated[
+        Path | None, typer.Option(help="The rule file the workers now run (default: SISLMS_ROLES_FILE).")
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            help="The rule file the people were decided under (default: read back from "
+            "roster.rule_sets.v1: the one the workers run, or ran before these)."
+        ),
+    ] = None,
+    everyone: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Decide every person again, not only those whose roles change (date boundaries)."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the workers to decide everyone asked.")
+    ] = 3600.0,
+    dry_run: DryRun = False,
+    as_json: JsonFlag = False,
+    topic_map_file: TopicMap = None,
+) -> None:
+    """Re-apply role rules: decide again, under the rules the roster workers run, every person
+    whose roles the change touches, and emit only the differences. Prints what changes first
+    (the dry run stops there). Refused while a worker runs other rules, and for a rule file that
+    does not validate. Safe to run again: the workers emit only what still differs."""
+    from sislms.roster import apply_roles_reapply, load_rules, plan_roles_reapply, topic_map
+
+    settings = _settings()
+    ruleset = load_rules(settings, rules)  # an invalid file stops here, every problem named
+    before = load_rules(settings, previous) if previous else None
+    topics = topic_map(topic_map_file)
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    plan = plan_roles_reapply(
+        settings, rules=ruleset, previous=before, everyone=everyone, topics=topics, progress=say
+    )
+    refusal = plan.refusal()
+    if not as_json:
+        typer.echo("\n".join(plan.lines()))
+    if dry_run:
+        if as_json:
+            typer.echo(json.dumps({**plan.as_dict(), "dryRun": True}, indent=2))
+        else:
+            if refusal:
+                typer.echo(f"not possible yet: {refusal}")
+            typer.echo("dry run: nothing published")
+        return
+    if refusal:
+        if as_json:
+            typer.echo(json.dumps({**plan.as_dict(), "dryRun": False}, indent=2))
+        raise _fail(PlanRefused(refusal))
+    outcome = apply_roles_reapply(settings, plan, topics=topics, timeout_s=timeout, progress=say)
+    if as_json:
+        typer.echo(json.dumps({**plan.as_dict(), "dryRun": False, "outcome": outcome.as_dict()}, indent=2))
+    else:
+        emitted = sum(outcome.commands.values())
+        took = f"asked {outcome.published:,} in {outcome.seconds:.1f} s"
+        typer.echo(
+            f"{took}; the workers emitted {emitted:,} command(s)"
+            + (": " + ", ".join(f"{a} {n:,}" for a, n in sorted(outcome.commands.items())) if emitted else "")
+        )
+        if outcome.others:
+            typer.echo(f"other commands meanwhile (SIS changes): {outcome.others:,}")
+        if outcome.dead_letters:
+            typer.echo(
+                f"{outcome.dead_letters} request(s) refused by a worker running other rules: "
+                "sislms dlq list --stage roster"
+            )
+    if not outcome.decided:
+        raise _fail(
+            RuntimeError(
+                f"the workers had not decided everyone after {timeout:.0f} s; run the same command again "
+                "to go on (what is done emits nothing again)"
+            )
+        )
 
 
 def _print_status(stack: object, statuses: list, as_json: bool) -> None:

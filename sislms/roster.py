@@ -4,26 +4,41 @@ and ``roles explain``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sislms.wiring import Kernel
-from streams.compacted import read_to_end
+from streams.compacted import group_lag, read_to_end
 from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
-from streams.errors import ConfigError
+from streams.errors import ConfigError, PlanRefused
 from streams.kafka import client_config, producer_config
 from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
 from streams.roster.app import Roster, RosterTopics
+from streams.roster.reapply import (
+    ReapplyPlan,
+    RosterState,
+    commands_since,
+    end_offsets,
+    plan_reapply,
+    previous_rule_set,
+    publish_requests,
+    publish_rule_set,
+    read_rule_sets,
+    roster_members,
+    wait_decided,
+)
 from streams.roster.reference import Reference
 from streams.serde import Serdes, decode_key
 from streams.settings import Settings
 
-__all__ = ["build_roster", "explain", "load_rules", "topic_map"]
+__all__ = ["apply_roles_reapply", "build_roster", "explain", "load_rules", "plan_roles_reapply", "topic_map"]
 
 
 def load_rules(settings: Settings, path: Path | None = None) -> RuleSet:
@@ -85,6 +100,12 @@ def build_roster(
         batch_within=settings.roster_batch_within,
         standby_replicas=settings.roster_standby_replicas,
     )
+    # every rule set a worker starts with is recorded: the audit's versions read back, and what
+    # `sislms roles reapply` compares a new rule set with
+    publish_rule_set(
+        kernel.producer(), serdes[topics.rule_sets], topics.rule_sets,
+        app_id=settings.roster_app_id, rules=rules, worker=worker,
+    )  # fmt: skip
     return roster
 
 
@@ -195,3 +216,110 @@ def explanation_json(x: Explanation) -> dict[str, Any]:
         "asOf": x.as_of.isoformat(),
         "decisions": [decision(d) for d in x.decisions],
     }
+
+
+@dataclass
+class ReapplyOutcome:
+    """What a reapply did once its requests were published."""
+
+    published: int
+    decided: bool  # the workers committed past every request before the timeout
+    seconds: float
+    commands: dict[str, int]  # commands the requests caused, by action
+    others: int  # other commands emitted meanwhile (SIS changes)
+    dead_letters: int  # requests refused by a worker running other rules
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "decided": self.decided,
+            "seconds": round(self.seconds, 1),
+            "commands": dict(sorted(self.commands.items())),
+            "otherCommands": self.others,
+            "deadLetters": self.dead_letters,
+        }
+
+
+def plan_roles_reapply(
+    settings: Settings,
+    *,
+    rules: RuleSet,
+    previous: RuleSet | None = None,
+    everyone: bool = False,
+    topics: RosterTopics | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> ReapplyPlan:
+    """Who ``rules`` re-decides and what it changes, from the ``sis.*`` topics (publishes nothing).
+    ``previous`` is the rule set the people were decided under; by default the one the workers run,
+    or ran before ``rules``, read back from ``roster.rule_sets.v1``."""
+    kernel = Kernel(settings)
+    t = topics or RosterTopics()
+    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)
+    conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
+    group = settings.roster_app_id
+    members = roster_members(kernel.admin, group)
+    if previous is not None:
+        previous_from = f"given: {previous.source}"
+    else:
+        ran = read_rule_sets(conf, serdes[t.rule_sets], t.rule_sets, group)
+        record, previous_from = previous_rule_set(ran, members, rules.version)
+        if record is not None:
+            previous = RuleSet.from_text(record["text"], f"{t.rule_sets} {group}|{record['version']}")
+    plan = ReapplyPlan(
+        reapply_id=uuid.uuid4().hex[:12],
+        group=group,
+        rules=rules.version,
+        previous=previous.version if previous else None,
+        previous_from=previous_from,
+        as_of=settings.roster_as_of or datetime.now(UTC).date(),
+        members=members,
+    )
+    state = {}
+    for name, topic in (("orgs", t.orgs), ("courses", t.courses), ("classes", t.classes), ("users", t.users),
+                        ("enrollments", t.enrollments)):  # fmt: skip
+        state[name] = _state(conf, serdes, topic)
+        progress(f"read {topic}: {len(state[name]):,} records")
+    plan_reapply(plan, RosterState(**state), rules, previous, everyone=everyone)
+    plan.lag = group_lag(conf, group, list(t.inputs()))
+    return plan
+
+
+def apply_roles_reapply(
+    settings: Settings,
+    plan: ReapplyPlan,
+    *,
+    topics: RosterTopics | None = None,
+    timeout_s: float = 3600.0,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> ReapplyOutcome:
+    """Publish the plan's requests and wait until the workers have decided them all."""
+    refusal = plan.refusal()
+    if refusal:
+        raise PlanRefused(refusal)
+    kernel = Kernel(settings)
+    t = topics or RosterTopics()
+    serdes = Serdes(kernel.registry, kernel.catalog, validate=False)
+    conf = client_config(settings, kernel.endpoints.kafka_bootstrap)
+    started = time.monotonic()
+    requests_from = end_offsets(conf, t.reapply)
+    commands_from = end_offsets(conf, t.provisioning)
+    letters_from = sum(end_offsets(conf, kernel.catalog.dead_letter_topic("roster").name).values())
+    published = publish_requests(
+        kernel.producer(), serdes, t.reapply, plan, lambda n, total: progress(f"published {n:,}/{total:,}")
+    )
+    progress(f"published {published:,} request(s) to {t.reapply}; waiting for the workers")
+    requests_to = end_offsets(conf, t.reapply)
+    last = [0.0]
+
+    def report(done: int, total: int, elapsed: float) -> None:
+        if elapsed - last[0] >= 5 or done >= total:
+            last[0] = elapsed
+            rate = done / elapsed if elapsed > 0 else 0.0
+            progress(f"decided {done:,}/{total:,} ({rate:,.0f}/s, {elapsed:,.0f} s)")
+
+    decided = wait_decided(
+        conf, plan.group, t.reapply, requests_to, requests_from, timeout_s=timeout_s, progress=report
+    )
+    ours, others = commands_since(conf, serdes[t.provisioning], t.provisioning, commands_from, t.reapply)
+    letters = sum(end_offsets(conf, kernel.catalog.dead_letter_topic("roster").name).values()) - letters_from
+    return ReapplyOutcome(published, decided, time.monotonic() - started, dict(ours), others, letters)

@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streams.errors import DecodeError, ServiceUnavailable
 from streams.serde import TopicSerde, content_digest
 
-__all__ = ["group_caught_up", "read_digests", "read_live_keys", "read_to_end"]
+__all__ = ["group_caught_up", "group_lag", "read_digests", "read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,26 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
     """Whether consumer group ``group`` has committed every record now on ``topics``, and how many
     records those topics hold (reads committed offsets and watermarks; joins no group). A
     coordinator still loading or moving answers ``(False, 0)``: not known yet, ask again."""
+    positions = _group_positions(conf, group, topics)
+    if positions is None:
+        return False, 0  # not known yet (a fresh cluster loading its offsets): ask again
+    done = all(high == 0 or committed >= high for _, committed, high in positions)
+    return done, sum(high - low for low, _, high in positions)
+
+
+def group_lag(conf: dict[str, Any], group: str, topics: list[str]) -> int | None:
+    """How many records of ``topics`` consumer group ``group`` has not committed yet (None: not
+    known yet, the coordinator is loading)."""
+    positions = _group_positions(conf, group, topics)
+    if positions is None:
+        return None
+    return sum(high - max(committed, low) for low, committed, high in positions if committed < high)
+
+
+def _group_positions(
+    conf: dict[str, Any], group: str, topics: list[str]
+) -> list[tuple[int, int, int]] | None:
+    """(low watermark, committed offset or -1, high watermark) of each partition of ``topics``."""
     consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
     try:
         parts = [
@@ -145,20 +165,18 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
             for topic in topics
             for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
-        done, total = True, 0
         try:
             committed = consumer.committed(parts, timeout=10)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.code() in _COORDINATOR_BUSY:
-                return False, 0  # not known yet (a fresh cluster loading its offsets): ask again
+                return None
             raise
+        out = []
         for tp in committed:
             low, high = _watermarks(consumer, TopicPartition(tp.topic, tp.partition))
-            total += high - low
-            if high > 0 and tp.offset < high:
-                done = False
-        return done, total
+            out.append((low, tp.offset, high))
+        return out
     finally:
         consumer.close()
 

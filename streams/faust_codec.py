@@ -23,12 +23,23 @@ from streams.dlq import DeadLetterPublisher, SourcePosition
 from streams.errors import DecodeError
 from streams.serde import TopicSerde, decode_key, encode_key
 
-__all__ = ["DEAD_LETTERED", "AvroSchema", "live"]
+__all__ = ["DEAD_LETTERED", "AvroSchema", "live", "message_position"]
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
     items = raw.items() if isinstance(raw, dict) else (raw or ())
     return tuple((str(k), v) for k, v in items)
+
+
+def message_position(message: Message) -> SourcePosition:
+    """Where a Faust message came from, as a dead letter records it."""
+    return SourcePosition(
+        message.topic,
+        message.partition,
+        message.offset,
+        int(message.timestamp * 1000) if message.timestamp else None,
+        _headers(message.headers),
+    )
 
 
 class _DeadLettered:
@@ -70,13 +81,7 @@ class AvroSchema(faust.Schema):
             exc,
             key=message.key,
             value=message.value,
-            source=SourcePosition(
-                message.topic,
-                message.partition,
-                message.offset,
-                int(message.timestamp * 1000) if message.timestamp else None,
-                _headers(message.headers),
-            ),
+            source=message_position(message),
         )
         self.dead_letters.flush()  # durable before Faust may commit past it
 

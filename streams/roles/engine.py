@@ -16,12 +16,14 @@ today, and a rule outside its ``effective`` window does not match. ``today`` is 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+from streams.errors import RuleFileError
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, RoleFacts, UserFacts
 from streams.roles.rules import (
     AccountRole,
@@ -289,6 +291,8 @@ class RuleSet:
     def __init__(self, doc: RuleFile, text: str, source: str = "(inline)") -> None:
         self.doc = doc
         self.source = source
+        #: The file's text as validated (what the version's hash is of).
+        self.text = text
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         #: The rule set's identity in audit records: the declared version and a hash of the text.
         self.version = f"{doc.version}+{digest}"
@@ -301,6 +305,20 @@ class RuleSet:
     def load(cls, path: Path) -> RuleSet:
         doc, text = load_rule_file(path)
         return cls(doc, text, str(path))
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> RuleSet:
+        """A rule set from its text (a rule set read back from ``roster.rule_sets.v1``); problems
+        are named against ``source``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "rules.yaml"
+            path.write_text(text)
+            try:
+                ruleset = cls.load(path)
+            except RuleFileError as exc:
+                raise RuleFileError(source, exc.line, exc.field, exc.reason, exc.problems) from None
+        ruleset.source = source
+        return ruleset
 
     @property
     def rules(self) -> list[Rule]:

@@ -7,7 +7,7 @@ Four agents, each keyed by what it joins on, each with a table (RocksDB by defau
     sis.classes.v1 + enrollments_by_class ──classes──► course + section commands
                                                   └──► roster.class_facts_by_user.v1 (key: user)
     sis.users.v1 + enrollments_by_user + class_facts_by_user ──people──► user, enrollment,
-                                                  observer, template and admin commands; audit
+      + roster.reapply.v1 (decide again)          observer, template and admin commands; audit
     sis.orgs.v1 + sis.academic_sessions.v1 + sis.courses.v1 ──catalog──► account, term and
                                                   course template commands
 
@@ -51,7 +51,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from streams.catalog import Catalog
 from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
-from streams.faust_codec import DEAD_LETTERED, AvroSchema
+from streams.errors import SkippableError
+from streams.faust_codec import DEAD_LETTERED, AvroSchema, message_position
 from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
 from streams.roster.commands import Command, diff
@@ -60,7 +61,7 @@ from streams.roster.holes import Hole, HoleGuard
 from streams.roster.reference import Reference
 from streams.serde import Serdes, encode_key
 
-__all__ = ["STAGE", "Roster", "RosterTopics"]
+__all__ = ["STAGE", "Roster", "RosterTopics", "RulesVersionMismatch", "client_id", "rules_of_client"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class RosterTopics:
     class_facts: str = "roster.class_facts_by_user.v1"
     provisioning: str = "lms.provisioning.v1"
     decisions: str = "roster.role_decisions.v1"
+    reapply: str = "roster.reapply.v1"
+    rule_sets: str = "roster.rule_sets.v1"
 
     @classmethod
     def renamed(cls, names: Mapping[str, str]) -> RosterTopics:
@@ -96,7 +99,27 @@ class RosterTopics:
     def inputs(self) -> tuple[str, ...]:
         """Every topic the agents read (the SIS topics and the internal re-keyed ones)."""
         return (self.orgs, self.sessions, self.courses, self.classes, self.users, self.enrollments,
-                self.by_user, self.by_class, self.class_facts)  # fmt: skip
+                self.by_user, self.by_class, self.class_facts, self.reapply)  # fmt: skip
+
+
+class RulesVersionMismatch(SkippableError):
+    """A reapply request planned with another rule set than the worker runs."""
+
+    reason = "rules_version_mismatch"
+
+
+_CLIENT_RULES = ".rules-"
+
+
+def client_id(app_id: str, rules_version: str) -> str:
+    """The Kafka client id of a roster worker: its app and the rule set it runs."""
+    return f"{app_id}{_CLIENT_RULES}{rules_version}"
+
+
+def rules_of_client(client: str) -> str | None:
+    """The rule set version a roster worker's client id names (None: not a roster worker's)."""
+    _, sep, version = client.partition(_CLIENT_RULES)
+    return version if sep else None
 
 
 def _now() -> datetime:
@@ -181,6 +204,13 @@ class _Metrics:
             "exist), which Faust would have committed past as a compaction gap; read again instead.",
             registry=self.registry,
         )
+        self.reapply = Counter(
+            "sislms_roster_reapply_requests",
+            "Requests to decide a person again (roster.reapply.v1), by outcome: accepted, or refused "
+            "(planned with another rule set: dead-lettered).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.last_record = Gauge(
             "sislms_roster_last_record_timestamp_seconds",
             "When an agent last finished a record.",
@@ -246,6 +276,7 @@ class Roster:
         self.topics = t = topics or RosterTopics()
         self.rules = rules
         self.reference = reference
+        self.dead_letters = dead_letters
         self.as_of = as_of
         self.batch_size = batch_size
         self.batch_within = batch_within
@@ -270,6 +301,8 @@ class Roster:
         self.app = app = faust.App(
             app_id,
             broker=f"kafka://{bootstrap}",
+            # the rule set in the client id: `sislms roles reapply` reads it from the group's members
+            broker_client_id=client_id(app_id, rules.version),
             store=store,
             datadir=str(data_dir),
             autodiscover=False,
@@ -325,9 +358,10 @@ class Roster:
             self.classes,
             self._class,
         )
+        people_in = (t.users, t.by_user, t.class_facts, t.reapply)
         self._agent(
             "people",
-            app.topic(t.users, t.by_user, t.class_facts, schema=schema(t.users, t.by_user, t.class_facts)),
+            app.topic(*people_in, schema=schema(*people_in)),
             self.people,
             self._person,
         )
@@ -365,7 +399,7 @@ class Roster:
 
     @staticmethod
     def _partitions(catalog: Catalog, t: RosterTopics) -> int:
-        joined = (t.users, t.by_user, t.class_facts, t.classes, t.by_class)
+        joined = (t.users, t.by_user, t.class_facts, t.reapply, t.classes, t.by_class)
         counts = {catalog.partitions(catalog.topic(name)) for name in joined}
         if len(counts) != 1:
             raise ValueError(
@@ -639,7 +673,8 @@ class Roster:
             if ev.value is DEAD_LETTERED or ev.key is None:
                 continue
             groups.setdefault(key_of(ev) if key_of else ev.key, []).append(ev)
-        if any(ev.message.topic == self.topics.users for evs in groups.values() for ev in evs):
+        deciding = (self.topics.users, self.topics.reapply)
+        if any(ev.message.topic in deciding for evs in groups.values() for ev in evs):
             await self.reference.caught_up()  # the users' orgs and the course catalog are known
         out: Out = []
         started = time.perf_counter()
@@ -775,6 +810,12 @@ class Roster:
     def _person(self, events: list[Any], state: Any, out: Out) -> Any:
         """Everything one person has in the LMS: account, course roles, observers, templates, admin."""
         key = events[-1].key
+        asks = [ev for ev in events if ev.message.topic == self.topics.reapply]
+        if asks:
+            events = [ev for ev in events if ev.message.topic != self.topics.reapply]
+            allowed = self._reapply_allowed(asks)
+            if not events and (not allowed or state is None):
+                return state  # refused (dead-lettered), or nobody by that id: nothing to decide
         st = state or {"u": None, "en": {}, "cl": {}, "e": {}, "d": {}}
         for ev in events:
             value = ev.value
@@ -798,10 +839,35 @@ class Roster:
             self.today(), key,
         )  # fmt: skip
         commands, st["e"] = diff(st["e"], targets)
-        value, topic = events[-1].value, events[-1].message.topic
+        last = events[-1] if events else asks[-1]
+        value, topic = last.value, last.message.topic
         self._emit(out, commands, value, topic, key)
         st["d"] = self._audit(out, st["d"], decisions, key, value, topic)
         return st
+
+    def _reapply_allowed(self, asks: list[Any]) -> bool:
+        """Whether this worker may decide the person again for these requests: they were planned
+        with the rule set it runs. A request planned with another goes to the dead-letter topic
+        (reason ``rules_version_mismatch``): decided under other rules, it would emit what the
+        operator was not shown. ``sislms dlq replay`` re-submits it once the workers run them."""
+        refused = [ev for ev in asks if ev.value["ruleSetVersion"] != self.rules.version]
+        for ev in refused:
+            m = ev.message
+            self.metrics.reapply.labels("refused").inc()
+            self.dead_letters.send(
+                STAGE,
+                RulesVersionMismatch(
+                    f"planned with rule set {ev.value['ruleSetVersion']}; this one is {self.rules.version}"
+                ),
+                key=m.key,
+                value=m.value,
+                source=message_position(m),
+            )
+        if refused:
+            self.dead_letters.flush()  # durable before the batch is acked
+            return len(refused) < len(asks)
+        self.metrics.reapply.labels("accepted").inc(len(asks))
+        return True
 
     def _audit(
         self, out: Out, before: Mapping[str, str], decisions: list[Decision], key: str, value: Any, topic: str

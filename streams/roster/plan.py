@@ -8,12 +8,12 @@ Avro, or OneRoster JSON converted by ``connectors.oneroster.models.to_record``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from streams.roles.engine import RuleSet
+from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, EnrollmentFacts, OrgFacts, UserFacts
 from streams.roster.desired import (
     Target,
@@ -25,7 +25,7 @@ from streams.roster.desired import (
     target_id,
 )
 
-__all__ = ["Folded", "fold_commands", "plan_district", "planned_state"]
+__all__ = ["Folded", "fold_commands", "plan_district", "plan_people", "planned_state"]
 
 Records = Mapping[str, Mapping[str, Any]]
 
@@ -46,10 +46,6 @@ def plan_district(
     org_facts = {k: OrgFacts.from_record(v) for k, v in orgs.items()}
     course_facts = [CourseFacts.from_record(v) for v in courses.values()]
     class_facts = {k: ClassFacts.from_record(v) for k, v in classes.items()}
-    by_user: dict[str, dict[str, EnrollmentFacts]] = defaultdict(dict)
-    for k, v in enrollments.items():
-        e = EnrollmentFacts.from_record(v)
-        by_user[e.user][k] = e
     targets: dict[str, Target] = {}
     for o in org_facts.values():
         targets.update(org_targets(o))
@@ -59,13 +55,37 @@ def plan_district(
         targets.update(course_targets(c))
     for klass in class_facts.values():
         targets.update(class_targets(klass))
-    for uid in set(users) | set(by_user):
-        user = UserFacts.from_record(users[uid]) if uid in users else None
-        mine = by_user.get(uid, {})
-        needed = {e.klass: class_facts[e.klass] for e in mine.values() if e.klass in class_facts}
-        found, _ = person_targets(user, mine, needed, org_facts, course_facts, rules, today, uid)
+    for _, found, _ in plan_people(
+        orgs=org_facts, courses=course_facts, classes=class_facts, users=users, enrollments=enrollments,
+        rules=rules, today=today,
+    ):  # fmt: skip
         targets.update(found)
     return {k: t for k, t in targets.items() if t.attrs.get("status") == "active"}
+
+
+def plan_people(
+    *,
+    orgs: Mapping[str, OrgFacts],
+    courses: list[CourseFacts],
+    classes: Mapping[str, ClassFacts],
+    users: Records,
+    enrollments: Records,
+    rules: RuleSet,
+    today: date,
+) -> Iterator[tuple[str, dict[str, Target], list[Decision]]]:
+    """What the people agent decides for each person (a user, or someone enrolled whose user
+    record is missing), in sourcedId order: ``(person, targets, decisions)``, as its
+    :func:`~streams.roster.desired.person_targets` would from a first full load."""
+    by_user: dict[str, dict[str, EnrollmentFacts]] = defaultdict(dict)
+    for k, v in enrollments.items():
+        e = EnrollmentFacts.from_record(v)
+        by_user[e.user][k] = e
+    for uid in sorted(set(users) | set(by_user)):
+        user = UserFacts.from_record(users[uid]) if uid in users else None
+        mine = by_user.get(uid, {})
+        needed = {e.klass: classes[e.klass] for e in mine.values() if e.klass in classes}
+        found, decisions = person_targets(user, mine, needed, orgs, courses, rules, today, uid)
+        yield uid, found, decisions
 
 
 def planned_state(targets: Mapping[str, Target]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -37,6 +37,8 @@ ROSTER_OUT = (
     "roster.class_facts_by_user.v1",
     "lms.provisioning.v1",
     "roster.role_decisions.v1",
+    "roster.reapply.v1",
+    "roster.rule_sets.v1",
 )
 
 
@@ -104,14 +106,14 @@ def free_port() -> int:
 class Worker:
     """``sislms worker`` as a child process, its output in a log file under the test's folder."""
 
-    def __init__(self, rig: RosterRig, name: str) -> None:
+    def __init__(self, rig: RosterRig, name: str, rules: Path | None = None) -> None:
         self.rig, self.name, self.port = rig, name, free_port()
         self.log = rig.state_dir.parent / f"{name}-{len(rig.logs)}.log"
         rig.logs.append(self.log)
         rig.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "sislms.cli", "worker", "--name", name, "--port", str(self.port),
-            "--topic-map", str(rig.map_file),
+            "--topic-map", str(rig.map_file), *(["--rules", str(rules)] if rules else []),
         ]  # fmt: skip
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(cmd, env=rig.env(), stdout=out, stderr=subprocess.STDOUT)
