@@ -947,6 +947,12 @@ def roles_reapply(
             f"{took}; the workers emitted {emitted:,} command(s)"
             + (": " + ", ".join(f"{a} {n:,}" for a, n in sorted(outcome.commands.items())) if emitted else "")
         )
+        planned = sum(plan.commands.values())
+        if emitted < planned:
+            typer.echo(
+                f"{planned - emitted:,} of the {planned:,} commands the change calls for were emitted before "
+                "(by an earlier reapply of these rules, or a change since)"
+            )
         if outcome.others:
             typer.echo(f"other commands meanwhile (SIS changes): {outcome.others:,}")
         if outcome.dead_letters:

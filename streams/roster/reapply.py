@@ -160,8 +160,9 @@ class ReapplyPlan:
             return out
         total = sum(self.commands.values())
         out.append(
-            f"  commands the workers will emit: {total:,}"
+            f"  commands the change calls for: {total:,}"
             + (": " + ", ".join(f"{a} {n:,}" for a, n in sorted(self.commands.items())) if total else "")
+            + " (the workers emit those they have not emitted yet)"
         )
         out.append(f"  decisions that change: {self.decisions:,}")
         for (kind, before, after), n in sorted(self.changes.items(), key=lambda kv: (-kv[1], kv[0])):
