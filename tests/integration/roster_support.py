@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -201,3 +202,17 @@ def caught_up(rig: RosterRig) -> bool:
     """Whether the workers' group has committed every record of every topic the agents read."""
     conf = client_config(rig.sis.kernel.settings, rig.sis.kernel.endpoints.kafka_bootstrap)
     return group_caught_up(conf, rig.app_id, list(rig.topics.inputs()))[0]
+
+
+def settle(rig: RosterRig, want: dict, workers: list[Worker], timeout: float = 180.0) -> Commands:
+    """Wait until the commands add up to ``want`` and stay so; fail with a diff otherwise."""
+    deadline = time.monotonic() + timeout
+    got = commands(rig)
+    while got.state != want:
+        for w in workers:
+            assert w.alive(), f"worker {w.name} died:\n{w.tail()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(diff_summary(want, got.state))
+        time.sleep(1.0)
+        got = commands(rig)
+    return got

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,6 +24,7 @@ from tests.integration.roster_support import (
     diff_summary,
     expected_state,
     roster_rig,
+    settle,
 )
 from tests.integration.sis_support import read_topic, rest_source, start_simulator, wait_for
 
@@ -73,18 +72,6 @@ def reapply(rig: RosterRig, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def settle(rig: RosterRig, want: dict, worker: Worker, timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    got = commands(rig)
-    while got.state != want:
-        assert worker.alive(), f"worker died:\n{worker.tail()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(diff_summary(want, got.state))
-        time.sleep(1.0)
-        got = commands(rig)
-    return got
-
-
 def differing(a: dict, b: dict) -> set[tuple[str, str]]:
     """The targets whose state differs between two planned states (new, gone or changed)."""
     return {t for t in a.keys() | b.keys() if a.get(t) != b.get(t)}
@@ -104,7 +91,7 @@ def test_a_rule_change_reapplied_emits_exactly_the_differences(
         changed = differing(want_a, want_b)
         kinds = Counter(kind for kind, _ in changed)
         assert kinds["enrollment"] > 0 and kinds["account_admin"] > 0, kinds  # the test means something
-        before = settle(rig, want_a, worker)
+        before = settle(rig, want_a, [worker])
 
         # the dry run, while the worker still runs the old rules: the plan, nothing published
         dry = reapply(rig, "--rules", str(b_file), "--dry-run", "--json")
@@ -141,7 +128,7 @@ def test_a_rule_change_reapplied_emits_exactly_the_differences(
         assert done["previous"] == RULES_A.version  # read back from the rule sets topic
         assert done["outcome"]["decided"] and done["outcome"]["deadLetters"] == 0
         assert done["outcome"]["commands"] == plan["commands"]
-        after = settle(rig, want_b, worker)
+        after = settle(rig, want_b, [worker])
         new_ids = {t: after.ids[t] - before.ids.get(t, set()) for t in after.ids}
         touched = {t for t, ids in new_ids.items() if ids}
         assert touched == changed, diff_summary({t: 1 for t in changed}, {t: 1 for t in touched})

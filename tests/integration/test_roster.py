@@ -7,7 +7,6 @@ independently, without Kafka, from the simulator's ground truth and the same rul
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,14 +19,13 @@ from streams.catalog import Catalog
 from streams.roles import DEFAULT_RULES, RuleSet
 from tests.integration.roster_support import (
     AS_OF,
-    Commands,
     RosterRig,
     Worker,
     caught_up,
     commands,
-    diff_summary,
     expected_state,
     roster_rig,
+    settle,
 )
 from tests.integration.sis_support import read_topic, rest_source, start_simulator, wait_for
 
@@ -39,20 +37,6 @@ def rig(
     kernel: Kernel, make_catalog: Callable[..., Catalog], uid: str, tmp_path: Path
 ) -> Iterator[RosterRig]:
     yield roster_rig(kernel, make_catalog, uid, tmp_path)
-
-
-def settle(rig: RosterRig, want: dict, workers: list[Worker], timeout: float = 180.0) -> Commands:
-    """Wait until the commands add up to ``want`` and stay so; fail with a diff otherwise."""
-    deadline = time.monotonic() + timeout
-    got = commands(rig)
-    while got.state != want:
-        for w in workers:
-            assert w.alive(), f"worker {w.name} died:\n{w.tail()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(diff_summary(want, got.state))
-        time.sleep(1.0)
-        got = commands(rig)
-    return got
 
 
 def test_a_district_becomes_exactly_the_commands_its_ground_truth_and_rules_call_for(
