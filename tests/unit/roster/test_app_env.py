@@ -41,3 +41,32 @@ def test_environment_variables_faust_knows_do_not_override_the_worker(
     assert conf.table_standby_replicas == 1
     assert conf.topic_partitions == roster.partitions
     assert str(conf.datadir) == str(tmp_path / "state")
+
+
+def test_the_worker_logs_at_its_level_with_no_spinner_turning_debug_on(
+    monkeypatch, tmp_path, settings
+) -> None:
+    """At WARNING, Faust's terminal spinner would set the root logger to DEBUG (a log record for
+    every debug line of Faust and aiokafka)."""
+    import logging
+
+    from sislms.roster import faust_worker
+
+    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
+    roster = Roster(
+        bootstrap="127.0.0.1:19092",
+        catalog=catalog,
+        serdes=Serdes(cast(Any, None), catalog),
+        dead_letters=cast(Any, None),
+        rules=RuleSet.load(settings.roles_file),
+        reference=cast(Any, None),
+        data_dir=tmp_path / "state",
+        producer=cast(Any, object()),
+    )
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    worker = faust_worker(roster, "warning")
+    worker._setup_logging()
+    assert worker.spinner is None
+    assert root.level == logging.WARNING and not root.isEnabledFor(logging.DEBUG)
