@@ -7,6 +7,8 @@ Avro, or OneRoster JSON converted by ``connectors.oneroster.models.to_record``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,7 +27,16 @@ from streams.roster.desired import (
     target_id,
 )
 
-__all__ = ["Folded", "fold_commands", "plan_district", "plan_people", "planned_state"]
+__all__ = [
+    "Digests",
+    "Folded",
+    "attrs_digest",
+    "fold_commands",
+    "fold_digests",
+    "plan_district",
+    "plan_people",
+    "planned_state",
+]
 
 Records = Mapping[str, Mapping[str, Any]]
 
@@ -132,3 +143,38 @@ def fold_commands(values: Iterable[Mapping[str, Any]]) -> Folded:
             last[target] = (value["sequence"], value["attributes"])
     state = {t: a for t, (_, a) in last.items() if a.get("status") == "active"}
     return Folded(records, state, dict(ids), dict(actions))
+
+
+def attrs_digest(attrs: Mapping[str, Any]) -> str:
+    """A short digest of a target's attributes: two states compare equal by digest as by value."""
+    return hashlib.sha256(json.dumps(attrs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Digests:
+    """Provisioning commands added up, lean: the live targets' attribute digests and how many
+    records repeat a command id (a district of 250,000 users has 3.2 million targets)."""
+
+    records: int
+    state: dict[tuple[str, str], str]  # live targets: (targetType, targetSisId) -> attrs_digest
+    duplicates: int
+
+
+def fold_digests(values: Iterable[Mapping[str, Any]]) -> Digests:
+    """:func:`fold_commands` without each target's history and attributes: what a whole-district
+    end-state check needs, in a fraction of the memory."""
+    last: dict[tuple[str, str], tuple[int, str | None]] = {}
+    ids: set[str] = set()
+    records = 0
+    for value in values:
+        records += 1
+        ids.add(value["commandId"])
+        target = (value["targetType"], value["targetSisId"])
+        if target not in last or value["sequence"] > last[target][0]:
+            attrs = value["attributes"]
+            last[target] = (
+                value["sequence"],
+                attrs_digest(attrs) if attrs.get("status") == "active" else None,
+            )
+    state = {t: d for t, (_, d) in last.items() if d is not None}
+    return Digests(records, state, records - len(ids))
