@@ -3,16 +3,9 @@ environment variables that Faust would otherwise read (WEB_PORT, BROKER_URL, ...
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from streams.catalog import load_catalog
-from streams.roles.engine import RuleSet
-from streams.roster.app import Roster
-from streams.serde import Serdes
-
 
 def test_environment_variables_faust_knows_do_not_override_the_worker(
-    monkeypatch, tmp_path, settings
+    monkeypatch, tmp_path, make_roster
 ) -> None:
     for name, value in {
         "WEB_PORT": "1234",
@@ -22,19 +15,7 @@ def test_environment_variables_faust_knows_do_not_override_the_worker(
         "APP_DATADIR": str(tmp_path / "elsewhere"),
     }.items():
         monkeypatch.setenv(name, value)
-    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
-    roster = Roster(
-        bootstrap="127.0.0.1:19092",
-        catalog=catalog,
-        serdes=Serdes(cast(Any, None), catalog),  # nothing is encoded here
-        dead_letters=cast(Any, None),
-        rules=RuleSet.load(settings.roles_file),
-        reference=cast(Any, None),
-        data_dir=tmp_path / "state",
-        web_port=6099,
-        standby_replicas=1,
-        producer=cast(Any, object()),
-    )
+    roster = make_roster(web_port=6099, standby_replicas=1)
     conf = roster.app.conf
     assert conf.web_port == 6099
     assert [str(u) for u in conf.broker] == ["kafka://127.0.0.1:19092"]
@@ -43,26 +24,14 @@ def test_environment_variables_faust_knows_do_not_override_the_worker(
     assert str(conf.datadir) == str(tmp_path / "state")
 
 
-def test_the_worker_logs_at_its_level_with_no_spinner_turning_debug_on(
-    monkeypatch, tmp_path, settings
-) -> None:
+def test_the_worker_logs_at_its_level_with_no_spinner_turning_debug_on(monkeypatch, make_roster) -> None:
     """At WARNING, Faust's terminal spinner would set the root logger to DEBUG (a log record for
     every debug line of Faust and aiokafka)."""
     import logging
 
     from sislms.roster import faust_worker
 
-    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
-    roster = Roster(
-        bootstrap="127.0.0.1:19092",
-        catalog=catalog,
-        serdes=Serdes(cast(Any, None), catalog),
-        dead_letters=cast(Any, None),
-        rules=RuleSet.load(settings.roles_file),
-        reference=cast(Any, None),
-        data_dir=tmp_path / "state",
-        producer=cast(Any, object()),
-    )
+    roster = make_roster()
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)

@@ -5,28 +5,13 @@ skipped by the fetch after a flow stop) and keeps them in the compacted ones."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from faust.types import TP
 
-from streams.catalog import load_catalog
-from streams.roles.engine import RuleSet
-from streams.roster.app import Roster
-from streams.serde import Serdes
 
-
-def test_gaps_are_refused_in_topics_that_are_never_compacted(tmp_path, settings) -> None:
-    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
-    roster = Roster(
-        bootstrap="127.0.0.1:1",
-        catalog=catalog,
-        serdes=Serdes(cast(Any, None), catalog),
-        dead_letters=cast(Any, None),
-        rules=RuleSet.load(settings.roles_file),
-        reference=cast(Any, None),
-        data_dir=tmp_path / "state",
-        producer=cast(Any, object()),
-    )
+def test_gaps_are_refused_in_topics_that_are_never_compacted(make_roster, catalog) -> None:
+    roster = make_roster()
     internal, compacted = roster.topics.by_user, roster.topics.users
     assert catalog.topic(internal).cleanup_policy == "delete"
     assert catalog.topic(compacted).cleanup_policy == "compact"
@@ -71,16 +56,11 @@ class _Consumer:
 
 
 def test_a_re_read_puts_every_other_partition_back_where_faust_stopped_handing_over(
-    tmp_path, settings, monkeypatch
+    make_roster, monkeypatch
 ) -> None:
     from streams.roster.holes import Hole
 
-    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
-    roster = Roster(
-        bootstrap="127.0.0.1:1", catalog=catalog, serdes=Serdes(cast(Any, None), catalog),
-        dead_letters=cast(Any, None), rules=RuleSet.load(settings.roles_file), reference=cast(Any, None),
-        data_dir=tmp_path / "state", producer=cast(Any, object()),
-    )  # fmt: skip
+    roster = make_roster()
     holed, other, fresh = (
         TP(roster.topics.by_class, 4),
         TP(roster.topics.class_facts, 3),

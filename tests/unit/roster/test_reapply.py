@@ -23,7 +23,6 @@ from streams.roles.facts import OrgFacts, UserFacts
 from streams.roster.app import Roster, client_id, rules_of_client
 from streams.roster.plan import plan_district, planned_state
 from streams.roster.reapply import Member, ReapplyPlan, RosterState, plan_reapply, previous_rule_set
-from streams.serde import Serdes
 
 AS_OF = date(2026, 11, 28)
 RULES_A = RuleSet.load(DEFAULT_RULES)
@@ -182,18 +181,12 @@ def _event(topic: str, key: str, value: Any, offset: int = 0) -> Any:
     return SimpleNamespace(key=key, value=value, message=message)
 
 
-def _roster(settings: Any, tmp_path: Path, rules: RuleSet, letters: _Letters) -> Roster:
-    catalog = load_catalog(settings.topology_file, settings.schemas_dir)
-    return Roster(
-        bootstrap="127.0.0.1:19092",
-        catalog=catalog,
-        serdes=Serdes(cast(Any, None), catalog),
-        dead_letters=cast(Any, letters),
-        rules=rules,
-        reference=cast(Any, SimpleNamespace(orgs={}, courses={})),
-        data_dir=tmp_path / "state",
-        as_of=AS_OF,
-        producer=cast(Any, object()),
+def _roster(make_roster: Any, rules: RuleSet, letters: _Letters) -> Roster:
+    return cast(
+        Roster,
+        make_roster(
+            dead_letters=letters, rules=rules, reference=SimpleNamespace(orgs={}, courses={}), as_of=AS_OF
+        ),
     )
 
 
@@ -201,10 +194,10 @@ def _counselor(district: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]
     return next((k, u) for k, u in district["users"].items() if u["roles"][0]["role"] == "counselor")
 
 
-def test_a_request_decides_the_person_again_under_the_workers_rules(settings, tmp_path, district) -> None:
+def test_a_request_decides_the_person_again_under_the_workers_rules(make_roster, tmp_path, district) -> None:
     b = rules_b(tmp_path)
     who, user = _counselor(district)
-    old = _roster(settings, tmp_path, RULES_A, _Letters())
+    old = _roster(make_roster, RULES_A, _Letters())
     old.reference.orgs.update({k: OrgFacts.from_record(v) for k, v in district["orgs"].items()})
     out: list[Any] = []
     state = old._person([_event(old.topics.users, who, user)], None, out)
@@ -212,7 +205,7 @@ def test_a_request_decides_the_person_again_under_the_workers_rules(settings, tm
     assert UserFacts.from_dict(state["u"]).sourced_id == who
 
     letters = _Letters()
-    new = _roster(settings, tmp_path, b, letters)
+    new = _roster(make_roster, b, letters)
     new.reference.orgs.update(old.reference.orgs)
     ask = {"person": who, "reapplyId": "r1", "ruleSetVersion": b.version, "requestedAt": 0, "meta": None}
     out = []
@@ -229,9 +222,9 @@ def test_a_request_decides_the_person_again_under_the_workers_rules(settings, tm
     assert letters.sent == []
 
 
-def test_a_request_planned_with_other_rules_is_dead_lettered_and_decides_nothing(settings, tmp_path) -> None:
+def test_a_request_planned_with_other_rules_is_dead_lettered_and_decides_nothing(make_roster) -> None:
     letters = _Letters()
-    roster = _roster(settings, tmp_path, RULES_A, letters)
+    roster = _roster(make_roster, RULES_A, letters)
     state = {"u": None, "en": {}, "cl": {}, "e": {}, "d": {}}
     ask = {"person": "u1", "reapplyId": "r1", "ruleSetVersion": "other+123", "requestedAt": 0, "meta": None}
     out: list[Any] = []
@@ -242,8 +235,8 @@ def test_a_request_planned_with_other_rules_is_dead_lettered_and_decides_nothing
     assert "other+123" in str(error) and RULES_A.version in str(error)
 
 
-def test_a_request_for_nobody_the_agent_knows_makes_no_state(settings, tmp_path) -> None:
-    roster = _roster(settings, tmp_path, RULES_A, _Letters())
+def test_a_request_for_nobody_the_agent_knows_makes_no_state(make_roster) -> None:
+    roster = _roster(make_roster, RULES_A, _Letters())
     ask = {
         "person": "ghost",
         "reapplyId": "r1",
