@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sislms.wiring import Kernel
-from streams.compacted import group_lag, read_to_end
+from streams.compacted import end_offsets, group_lag, read_to_end
 from streams.confirmed import ConfirmedProducer
 from streams.dlq import DeadLetterPublisher
 from streams.errors import ConfigError, PlanRefused
@@ -25,7 +25,6 @@ from streams.roster.reapply import (
     ReapplyPlan,
     RosterState,
     commands_since,
-    end_offsets,
     plan_reapply,
     previous_rule_set,
     publish_requests,

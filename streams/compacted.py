@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streams.errors import DecodeError, ServiceUnavailable
 from streams.serde import TopicSerde, content_digest
 
-__all__ = ["group_caught_up", "group_lag", "read_digests", "read_live_keys", "read_to_end"]
+__all__ = ["end_offsets", "group_caught_up", "group_lag", "read_digests", "read_live_keys", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,16 @@ def group_caught_up(conf: dict[str, Any], group: str, topics: list[str]) -> tupl
         return False, 0  # not known yet (a fresh cluster loading its offsets): ask again
     done = all(high == 0 or committed >= high for _, committed, high in positions)
     return done, sum(high - low for low, _, high in positions)
+
+
+def end_offsets(conf: dict[str, Any], topic: str) -> dict[int, int]:
+    """Each partition's end offset (high watermark) of ``topic`` now."""
+    consumer = Consumer({**conf, "group.id": f"sislms-read-{time.time_ns()}", "enable.auto.commit": False})
+    try:
+        parts = _topic_metadata(consumer, topic).partitions
+        return {p: _watermarks(consumer, TopicPartition(topic, p))[1] for p in parts}
+    finally:
+        consumer.close()
 
 
 def group_lag(conf: dict[str, Any], group: str, topics: list[str]) -> int | None:

@@ -33,7 +33,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.compacted import read_to_end
+from streams.compacted import end_offsets, read_to_end
 from streams.roles.engine import Decision, RuleSet
 from streams.roles.facts import ClassFacts, CourseFacts, OrgFacts
 from streams.roster.app import rules_of_client
@@ -361,16 +361,6 @@ def publish_requests(
     if left or errors:
         raise RuntimeError(f"{left} request(s) not acknowledged; errors: {errors[:3]}")
     return done
-
-
-def end_offsets(conf: dict[str, Any], topic: str) -> dict[int, int]:
-    """Each partition's end offset of ``topic`` now."""
-    consumer = Consumer({**conf, "group.id": "sislms-reapply-offsets", "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        consumer.close()
 
 
 def wait_decided(
