@@ -326,9 +326,9 @@ class CanvasSink:
         try:
             outcome = self.provisioner.apply(command)
         except DependencyMissing as exc:
-            if self._may_wait(item):
-                self._wait_on(exc.kind, exc.sis_id, item)
-                return max(_DEPENDENCY_LOOK_S, self.dependency_wait_s)
+            wait = self._park(item, exc)
+            if wait is not None:
+                return wait
             self._refused(item, value, command, exc, None)
             return None
         except CanvasRejected as exc:
@@ -357,6 +357,19 @@ class CanvasSink:
         now = time.monotonic()
         waited, quiet, limit = now - item.first_seen, now - self._busy_at, self.dependency_wait_s
         return waited < limit or (quiet < max(limit, 10.0) and waited < 10 * limit)
+
+    def _park(self, item: _Item, missing: DependencyMissing) -> float | None:
+        """Seconds the command waits for the object it misses (None: it has waited enough).
+
+        The object may have been made by another lane between this command's look-up and its
+        registration as a waiter: that lane's wake found no waiter. So the id map is read again
+        once the waiter is registered; a lane that makes the object later wakes it."""
+        if not self._may_wait(item):
+            return None
+        self._wait_on(missing.kind, missing.sis_id, item)
+        if self.ids.get(missing.kind, missing.sis_id) is not None:
+            return 0.0
+        return max(_DEPENDENCY_LOOK_S, self.dependency_wait_s)
 
     def _wait_on(self, kind: str, sis_id: str, item: _Item) -> None:
         with self._waiters_lock:
