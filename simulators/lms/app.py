@@ -10,6 +10,24 @@ Control API (no token; bind the simulator to loopback):
   answers the next matching API requests with that status; ``DELETE /_sim/faults`` clears them.
 - ``POST /_sim/throttle``: ``{"capacity": 700, "leak_per_s": 10, "cost": 1, "preflight": 50}``
   retunes the rate limit (a throttling storm is a small capacity); ``{"capacity": 0}`` turns it off.
+
+Served by :class:`~simulators.lms.server.LmsSimulator` (they need its activity runs, write log
+and Live Events emitter):
+
+- ``POST /_sim/activity``: ``{"days": 5, "seed": 7}`` plays that many simulated school days (in
+  seconds); ``{"duration_s": 60, "speed": 120, "seed": 7}`` plays live for 60 wall-clock seconds,
+  simulated time running 120 times faster from now. 202 ``{"started": true, ...the run}``; 400
+  ``{"error": reason}`` for a bad body (both or neither of days and duration_s, a non-number,
+  days < 1, duration_s or speed <= 0, an unknown field).
+- ``GET /_sim/activity``: ``[totals, ...]``, one per run
+  (:meth:`~simulators.lms.activity.GroundTruth.totals`).
+- ``GET /_sim/activity/status``: ``{"runs": [totals, ...], "running": bool, "events": {...}}``
+  (``events``: the Live Events emitter's counts, ``{}`` without an events URL).
+- ``GET /_sim/truth``: the ground truth for reconciliation and latency, wall-clock times in epoch
+  seconds: ``{"writes": {key: [time, ...]}, "grades": [{"assignment_id", "user_id", "score",
+  "grade", "at"}], "events": {"counts": {...}, "delivered": [{"id", "name", "sent_at",
+  "acked_at", "copy"}]}, "activity": [totals, ...], "running": bool}`` (keys in
+  :mod:`simulators.lms.truth`; ``events`` is empty without an events URL).
 """
 
 from __future__ import annotations

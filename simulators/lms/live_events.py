@@ -24,6 +24,7 @@ user_created/updated        yes       no example: skipped
 logged_in, logged_out       yes       yes
 asset_accessed              yes       yes (course, assignment and file pages)
 account_created/updated     skipped   skipped
+admin_created/deleted       skipped   skipped
 =========================== ========= =========
 
 Who made the change: the store does not know, so the caller says it with :func:`acting` (the

@@ -1,16 +1,22 @@
-"""Runs the simulated LMS (``sislms lms serve``, or in a background thread for tests)."""
+"""Runs the simulated LMS (``sislms lms serve``, or in a background thread for tests), with the
+control endpoints that need more than the store: activity runs and the ground truth for
+reconciliation and latency (see :mod:`simulators.lms.app` for the list)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
-from simulators.lms.activity import ActivityGenerator
+from simulators.lms.activity import ActivityGenerator, WallClock
 from simulators.lms.app import LmsState, Throttle, build_app
 from simulators.lms.store import CanvasStore
+from simulators.lms.truth import WriteLog
 from simulators.lms.webhook import LiveEventsEmitter
 from simulators.serving import AppServer
 
@@ -35,16 +41,21 @@ class LmsConfig:
 
 
 class LmsSimulator:
-    """A Canvas-compatible LMS in memory; ``store.ground_truth()`` is what it holds."""
+    """A Canvas-compatible LMS in memory; ``store.ground_truth()`` is what it holds and
+    ``writes`` (a :class:`~simulators.lms.truth.WriteLog`) when each of it changed."""
 
     def __init__(self, config: LmsConfig) -> None:
         if not config.token:
             raise ValueError("the LMS simulator needs an access token")
         self.config = config
         self.store = CanvasStore(config.root_name)
+        # First listener: its times are taken before the emitter builds its payload.
+        self.writes = WriteLog(self.store)
         self.state = LmsState(self.store, frozenset({config.token}), throttle=config.throttle)
         self.server = AppServer("lms-simulator", config.host, config.port, self._app)
         self.activity: list[ActivityGenerator] = []
+        self._runs: list[threading.Thread] = []
+        self._stop_activity = threading.Event()
         self.emitter: LiveEventsEmitter | None = None
         if config.events_url:
             self.emitter = LiveEventsEmitter(
@@ -59,32 +70,82 @@ class LmsSimulator:
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def activity_running(self) -> bool:
+        """Whether an activity run is still playing."""
+        return any(t.is_alive() for t in self._runs)
+
+    def truth(self) -> dict[str, Any]:
+        """What ``GET /_sim/truth`` answers (see :mod:`simulators.lms.app`)."""
+        emitter = self.emitter
+        return {
+            "writes": self.writes.as_json(),
+            "grades": self.writes.grades(),
+            "events": {
+                "counts": emitter.counts() if emitter is not None else {},
+                "delivered": emitter.delivered() if emitter is not None else [],
+            },
+            "activity": [g.truth.totals() for g in list(self.activity)],
+            "running": self.activity_running,
+        }
+
     def _app(self) -> web.Application:
         app = build_app(self.state)
         app.router.add_post("/_sim/activity", self._play)
         app.router.add_get("/_sim/activity", self._played)
+        app.router.add_get("/_sim/activity/status", self._status)
+        app.router.add_get("/_sim/truth", self._truth)
         return app
 
     async def _play(self, request: web.Request) -> web.Response:
-        """``POST /_sim/activity`` ``{"days": 5, "seed": 7}``: play that many simulated school
-        days over the courses the store holds now (in a thread); its Live Events go out."""
+        """``POST /_sim/activity``: ``{"days": 5, "seed": 7}`` plays that many simulated school
+        days (a simulated clock, done in seconds); ``{"duration_s": 60, "speed": 120, "seed": 7}``
+        plays live for that many wall-clock seconds, simulated time running ``speed`` times
+        faster from now. Over the courses the store holds now, in a thread; its Live Events go
+        out. 400 with the reason for a bad body."""
         try:
             body = await request.json() if request.can_read_body else {}
-            days, seed = int(body.get("days", 5)), int(body.get("seed", 7))
-        except (ValueError, TypeError, AttributeError):
-            return web.json_response({"error": 'expected {"days": N, "seed": S}'}, status=400)
-        generator = ActivityGenerator(self.store, self.emitter, seed=seed)
+        except ValueError:
+            return _bad("the body is not JSON")
+        try:
+            run, answer = _activity_request(body)
+        except ValueError as exc:
+            return _bad(str(exc))
+        clock = WallClock(speed=answer["speed"]) if "duration_s" in run else None
+        generator = ActivityGenerator(self.store, self.emitter, seed=answer["seed"], clock=clock)
         self.activity.append(generator)
-        threading.Thread(
-            target=generator.run, kwargs={"days": days}, name="lms-activity", daemon=True
-        ).start()
-        return web.json_response({"started": True, "days": days, "seed": seed}, status=202)
+        thread = threading.Thread(
+            target=self._run_activity, args=(generator, run), name="lms-activity", daemon=True
+        )
+        self._runs.append(thread)
+        thread.start()
+        return web.json_response({"started": True, **answer}, status=202)
+
+    def _run_activity(self, generator: ActivityGenerator, run: dict[str, Any]) -> None:
+        try:
+            generator.run(**run, stop=self._stop_activity)
+        except Exception:
+            log.exception("activity run (seed %d) failed", generator.seed)
 
     async def _played(self, request: web.Request) -> web.Response:
         """``GET /_sim/activity``: the totals of every activity run (the ground truth's counts)."""
-        return web.json_response([g.truth.totals() for g in self.activity])
+        return web.json_response([g.truth.totals() for g in list(self.activity)])
+
+    async def _status(self, request: web.Request) -> web.Response:
+        """``GET /_sim/activity/status``: ``{"runs": [totals, ...], "running": bool, "events":
+        the emitter's counts}``; small, to poll until everything is played and answered."""
+        runs = [g.truth.totals() for g in list(self.activity)]
+        events = self.emitter.counts() if self.emitter is not None else {}
+        return web.json_response({"runs": runs, "running": self.activity_running, "events": events})
+
+    async def _truth(self, request: web.Request) -> web.Response:
+        """``GET /_sim/truth``: :meth:`truth`, built and encoded off the event loop (it can be tens
+        of MB, and the API keeps serving meanwhile)."""
+        body = await asyncio.to_thread(lambda: json.dumps(self.truth(), separators=(",", ":")).encode())
+        return web.Response(body=body, content_type="application/json")
 
     def serve_forever(self) -> None:
+        self._stop_activity.clear()
         if self.emitter is not None:
             self.emitter.start()
         try:
@@ -94,12 +155,60 @@ class LmsSimulator:
                 self.emitter.stop()
 
     def start(self) -> LmsSimulator:
+        self._stop_activity.clear()
         if self.emitter is not None:
             self.emitter.start()
         self.server.start()
         return self
 
     def stop(self) -> None:
+        self._stop_activity.set()
         self.server.stop()
         if self.emitter is not None:
             self.emitter.stop()
+
+
+def _bad(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+def _number(body: dict[str, Any], name: str, *, integer: bool = False) -> float:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
+    if integer and not number.is_integer():
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def _activity_request(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ``POST /_sim/activity`` body checked: (the run's arguments, the answer's fields);
+    ValueError with the reason."""
+    if not isinstance(body, dict):
+        raise ValueError('expected {"days": N, "seed": S} or {"duration_s": S, "speed": K, "seed": N}')
+    unknown = sorted(set(body) - {"days", "duration_s", "speed", "seed"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}: expected days or duration_s, speed, seed")
+    if ("days" in body) == ("duration_s" in body):
+        raise ValueError("give either days (simulated school days) or duration_s (a live run), not both")
+    seed = int(_number(body, "seed", integer=True)) if "seed" in body else 7
+    if "days" in body:
+        if "speed" in body:
+            raise ValueError("speed goes with duration_s (a live run), not with days")
+        days = int(_number(body, "days", integer=True))
+        if days < 1:
+            raise ValueError("days must be >= 1")
+        return {"days": days}, {"days": days, "seed": seed}
+    duration_s = _number(body, "duration_s")
+    if duration_s <= 0:
+        raise ValueError("duration_s must be > 0")
+    speed = _number(body, "speed") if "speed" in body else 1.0
+    if speed <= 0:
+        raise ValueError("speed must be > 0")
+    return {"duration_s": duration_s}, {"duration_s": duration_s, "speed": speed, "seed": seed}

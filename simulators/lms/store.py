@@ -13,7 +13,9 @@ Objects keep Canvas's shapes and rules where the provisioning sink meets them:
   carries the score, grade, ``submitted_at``, late, missing and excused flags.
 
 Every change is also told to ``listeners`` as ``(event name, object)``: the Live Events the
-simulator emits are built from these.
+simulator emits are built from these, and its write log (:mod:`simulators.lms.truth`) times
+them. Granting an admin (again) is ``admin_created``, removing one ``admin_deleted``; Canvas has
+no Live Event for either, so the builder skips them.
 """
 
 from __future__ import annotations
@@ -772,6 +774,7 @@ class CanvasStore:
                     and admin["role_id"] == role["id"]
                 ):
                     admin["workflow_state"] = "active"
+                    self._tell("admin_created", admin)
                     return admin
             admin = {
                 "id": self._new_id(),
@@ -782,6 +785,7 @@ class CanvasStore:
                 "workflow_state": "active",
             }
             self.admins[admin["id"]] = admin
+            self._tell("admin_created", admin)
             return admin
 
     def remove_admin(
@@ -799,6 +803,7 @@ class CanvasStore:
                     and admin["workflow_state"] == "active"
                 ):
                     admin["workflow_state"] = "deleted"
+                    self._tell("admin_deleted", admin)
                     return admin
             raise _not_found()
 

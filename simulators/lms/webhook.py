@@ -12,6 +12,9 @@ with the event name and status only.
 Two knobs exercise the ingest side the way Canvas does: ``duplicate_rate`` sends some events a
 second time (same payload, same event id) and ``shuffle_window`` releases the queued events in a
 random order within a window of that many.
+
+:meth:`LiveEventsEmitter.delivered` is the record of every event answered 2xx, with the
+wall-clock times (``time.time()``) of its first POST and of the answer, for latency measurements.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -60,6 +64,22 @@ class EmitterCounts:
 class _Item:
     event_name: str
     payload: Payload
+    copy: bool = False  #: the extra copy made by ``duplicate_rate``
+
+
+#: (event id, event name, first POST at, 2xx at, copy): one per event answered 2xx
+_Delivery = tuple[str | None, str, float, float, bool]
+
+
+def _event_id(payload: Payload) -> str | None:
+    """The Caliper event's ``id`` (a single event, or an envelope's first); None for the Canvas
+    format, which has none."""
+    data = payload.get("data")
+    event = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else payload
+    if "metadata" in event:
+        return None
+    value = event.get("id")
+    return None if value is None else str(value)
 
 
 @dataclass
@@ -139,6 +159,7 @@ class LiveEventsEmitter:
         self._rng = random.Random(seed)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         self._counts = EmitterCounts()
+        self._delivered: list[_Delivery] = []
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._outstanding = 0
@@ -203,6 +224,18 @@ class LiveEventsEmitter:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return self._counts.as_dict()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """Every event answered 2xx, in the order of the answers: ``id`` (the Caliper event id;
+        None in the Canvas format), ``name`` (the event name), ``sent_at`` (wall time of its
+        first POST), ``acked_at`` (wall time of the 2xx) and ``copy`` (True for the extra copy
+        made by ``duplicate_rate``). A copy."""
+        with self._lock:
+            rows = list(self._delivered)
+        return [
+            {"id": eid, "name": name, "sent_at": sent, "acked_at": acked, "copy": copy}
+            for eid, name, sent, acked, copy in rows
+        ]
 
     # --- producing ---------------------------------------------------------------------------
 
@@ -315,7 +348,7 @@ class LiveEventsEmitter:
                         with self._lock:
                             self._outstanding += 1
                             self._counts.queued += 1
-                        pending.append(_Item(item.event_name, item.payload))
+                        pending.append(_Item(item.event_name, item.payload, copy=True))
                 # Out of order: hold up to `window` events and release a random one; all of them
                 # once nothing more is coming.
                 while pending and (len(pending) > window or idle) and not self._stop.is_set():
@@ -331,6 +364,7 @@ class LiveEventsEmitter:
     def _send(self, client: httpx.Client, item: _Item) -> str:
         """One event, retried; returns its outcome (a counter name)."""
         body = json.dumps(item.payload, separators=(",", ":"))
+        first_at = time.time()
         for attempt in range(1, self._config.max_attempts + 1):
             retry_after: float | None = None
             try:
@@ -339,6 +373,9 @@ class LiveEventsEmitter:
                 status = type(exc).__name__
             else:
                 if response.is_success:
+                    delivery = (_event_id(item.payload), item.event_name, first_at, time.time(), item.copy)
+                    with self._lock:
+                        self._delivered.append(delivery)
                     return "sent"
                 if response.status_code not in _RETRIABLE:
                     log.warning("live event %s rejected: HTTP %d", item.event_name, response.status_code)

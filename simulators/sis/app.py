@@ -8,6 +8,9 @@ Control API (no token; bind the simulator to loopback):
 
 - ``GET /_sim/health``: counts and the last change sequence.
 - ``GET /_sim/changes?since=N&limit=M``: the ground-truth change log.
+- ``GET /_sim/state?collections=users,enrollments``: ``{"<collection>": [record, ...]}``, the
+  records as stored (every collection without the parameter; 400 naming an unknown one); the
+  ``X-Sim-Last-Seq`` header is the last change the answer includes.
 - ``POST /_sim/mutate``: ``{"op": "create|update|delete|hard_delete", "collection", "sourcedId",
   "record" | "set"}``; answers the change.
 - ``POST /_sim/faults``: queue faults for the next matching requests: ``{"status": 429,
@@ -19,6 +22,7 @@ Control API (no token; bind the simulator to loopback):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -418,6 +422,21 @@ def _control_routes(app: web.Application, state: SimState) -> None:
         found = store.changes(since, limit)
         return web.json_response({"changes": [c.to_json() for c in found], "lastSeq": store.last_seq})
 
+    async def current(request: web.Request) -> web.Response:
+        wanted = [n.strip() for n in request.query.get("collections", "").split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in store.collections]
+        if unknown:
+            known = ", ".join(sorted(store.collections))
+            return web.json_response(
+                {"error": f"unknown collection(s) {', '.join(unknown)}; known: {known}"}, status=400
+            )
+        # Encoded off the event loop: a district's state is tens of MB.
+        last_seq, state = store.snapshot(wanted or None)
+        body = await asyncio.to_thread(lambda: json.dumps(state, separators=(",", ":")).encode())
+        return web.Response(
+            body=body, content_type="application/json", headers={"X-Sim-Last-Seq": str(last_seq)}
+        )
+
     async def mutate(request: web.Request) -> web.Response:
         body = await request.json()
         op, name = body.get("op"), body.get("collection")
@@ -458,6 +477,7 @@ def _control_routes(app: web.Application, state: SimState) -> None:
 
     add("GET", "/_sim/health", health)
     add("GET", "/_sim/changes", changes)
+    add("GET", "/_sim/state", current)
     add("POST", "/_sim/mutate", mutate)
     add("POST", "/_sim/faults", add_faults)
     add("DELETE", "/_sim/faults", clear_faults)

@@ -85,6 +85,16 @@ class SisStore:
             values = self._data.get(collection, {}).values()
             return [r for r in values if where is None or where(r)]
 
+    def snapshot(
+        self, collections: Iterable[str] | None = None
+    ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+        """(the last change's seq, ``{collection: [record, ...]}``) at one instant: every
+        collection, or the ones named (an unknown one is empty). The records are the stored
+        dicts, which writes replace rather than change."""
+        with self._lock:
+            names = list(self._data) if collections is None else list(collections)
+            return self.last_seq, {name: list(self._data.get(name, {}).values()) for name in names}
+
     def query(
         self, collection: str, query: Query, where: Callable[[dict[str, Any]], bool] | None = None
     ) -> tuple[list[dict[str, Any]], int]:

@@ -1,17 +1,15 @@
 """The Live Events emitter against a tiny local receiver (http.server in a thread): the Bearer
 token, one event per POST, retries on 503/429 and connection errors, 4xx rejected, nothing lost
-uncounted, duplicates and out-of-order delivery on request."""
+uncounted, duplicates and out-of-order delivery on request, and the record of what was delivered
+when."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,53 +18,10 @@ from simulators.lms.activity import ActivityGenerator, SimClock
 from simulators.lms.server import LmsConfig, LmsSimulator
 from simulators.lms.store import CanvasStore
 from simulators.lms.webhook import LiveEventsEmitter
+from tests.unit.simulators.lms.receiver import Receiver
 from tests.unit.simulators.lms.school import school
 
 TOKEN = "s3cret-token"
-
-
-class Receiver:
-    """Records every POST; answers from ``script`` (one status per request), then 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], Any]] = []
-        self.script: list[int | tuple[int, dict[str, str]]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.requests.append((dict(self.headers.items()), json.loads(body)))
-                    answer = receiver.script.pop(0) if receiver.script else 200
-                status, headers = answer if isinstance(answer, tuple) else (answer, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-
-    @property
-    def bodies(self) -> list[Any]:
-        with self.lock:
-            return [body for _, body in self.requests]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def emitter(url: str, **kw: Any) -> LiveEventsEmitter:
@@ -275,3 +230,69 @@ def test_the_simulator_sends_its_live_events_when_given_an_events_url(receiver: 
     assert [b["metadata"]["event_name"] for b in receiver.bodies] == ["course_created"]
     assert receiver.requests[0][0]["Authorization"] == f"Bearer {TOKEN}"
     assert LmsSimulator(LmsConfig(port=0, token="api-token")).emitter is None
+
+
+def test_delivered_records_each_2xx_with_the_wall_times_of_its_first_post_and_its_answer(
+    receiver: Receiver,
+) -> None:
+    receiver.script = [503, 200, 400]  # the first event answered 503 then 200; the second rejected
+    e = emitter(receiver.url, backoff_s=0.2, max_backoff_s=0.2)
+    e.emit(payload(1), "logged_in")
+    e.emit(payload(2), "asset_accessed")
+    e.emit(payload(3), "grade_change")
+    before = time.time()
+    e.start()
+    try:
+        assert e.flush(10)
+    finally:
+        e.stop()
+    after = time.time()
+    rows = e.delivered()
+    assert [(r["id"], r["name"], r["copy"]) for r in rows] == [
+        (None, "logged_in", False),
+        (None, "grade_change", False),
+    ]
+    retried, straight = rows
+    assert before <= retried["sent_at"] and retried["acked_at"] <= after
+    assert retried["acked_at"] - retried["sent_at"] >= 0.1  # from the first POST, across the backoff
+    assert retried["acked_at"] <= straight["sent_at"] <= straight["acked_at"]
+    assert len(rows) == e.counts()["sent"] == 2
+    rows.clear()
+    assert len(e.delivered()) == 2  # a copy
+
+
+def test_delivered_ids_are_the_caliper_event_ids_and_copies_are_flagged(receiver: Receiver) -> None:
+    store = CanvasStore()
+    e = emitter(receiver.url, store=store, fmt="caliper", duplicate_rate=0.5, seed=4).start()
+    try:
+        school(store, courses=1, students=6)
+        e.emit({"id": "urn:uuid:single", "type": "SessionEvent"}, "logged_in")  # a bare event
+        assert e.flush(10)
+    finally:
+        e.stop()
+    rows = e.delivered()
+    sent_ids = [b["data"][0]["id"] if "data" in b else b["id"] for b in receiver.bodies]
+    assert sorted(r["id"] for r in rows) == sorted(sent_ids)
+    assert "urn:uuid:single" in sent_ids and all(i.startswith("urn:uuid:") for i in sent_ids)
+    copies = [r for r in rows if r["copy"]]
+    assert len(copies) == e.counts()["duplicated"] > 0
+    originals = {r["id"]: r for r in rows if not r["copy"]}
+    assert len(originals) == len(rows) - len(copies)  # one original per event id
+    for copy in copies:
+        assert copy["id"] in originals and copy["name"] == originals[copy["id"]]["name"]
+    assert {r["name"] for r in rows} == {"course_created", "enrollment_created", "logged_in"}
+
+
+def test_admin_changes_are_skipped_by_the_emitter_without_error(receiver: Receiver) -> None:
+    store = CanvasStore()
+    e = emitter(receiver.url, store=store).start()
+    try:
+        user = store.create_user(1, {"pseudonym": {"unique_id": "t1", "sis_user_id": "T1"}})
+        store.add_admin(1, {"user_id": user["id"]})
+        store.remove_admin(1, user["id"], None, None)
+        assert e.flush(10)
+    finally:
+        e.stop()
+    counts = e.counts()
+    assert (counts["skipped"], counts["errors"], counts["sent"]) == (2, 0, 1)  # user_created sent
+    assert [r["name"] for r in e.delivered()] == ["user_created"]

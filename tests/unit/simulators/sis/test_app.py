@@ -251,3 +251,42 @@ def test_delta_index_sees_every_change_in_order() -> None:
         ("users", "update", "profile_update"),
         ("enrollments", "delete", "withdrawal"),
     ]
+
+
+def test_state_answers_the_records_as_stored_by_collection() -> None:
+    async def check(client: TestClient, store: SisStore, issuer: TokenIssuer) -> None:
+        store.update("users", "u1", {"email": "new@x.example"}, kind="profile_update")
+        store.delete("enrollments", "e2", kind="withdrawal")
+        everything = await client.get("/_sim/state")  # no token: a control endpoint
+        assert everything.status == 200
+        assert everything.headers["X-Sim-Last-Seq"] == "2"
+        state = await everything.json()
+        assert sorted(state) == ["enrollments", "orgs", "results", "users"]
+        assert state["users"] == store.records("users") and state["results"] == []
+        u1 = next(u for u in state["users"] if u["sourcedId"] == "u1")
+        assert u1["email"] == "new@x.example" and u1["dateLastModified"] == store.changes()[0].at
+        e2 = next(e for e in state["enrollments"] if e["sourcedId"] == "e2")
+        assert e2["status"] == "tobedeleted"  # soft-deleted records are still there, as stored
+
+        some = await (await client.get("/_sim/state", params={"collections": "users, enrollments"})).json()
+        assert sorted(some) == ["enrollments", "users"]
+        assert len(some["enrollments"]) == store.count("enrollments")
+
+        unknown = await client.get("/_sim/state", params={"collections": "users,classrooms"})
+        assert unknown.status == 400
+        assert "classrooms" in (await unknown.json())["error"]
+        # the change log is still there beside it
+        changes = await (await client.get("/_sim/changes")).json()
+        assert changes["lastSeq"] == 2
+
+    run(check)
+
+
+def test_a_snapshot_is_one_instant_of_the_store() -> None:
+    store = SisStore(_district())
+    seq, state = store.snapshot(["users", "nothing"])
+    assert seq == 0 and state["nothing"] == [] and len(state["users"]) == store.count("users")
+    store.update("users", "u1", {"email": "later@x.example"}, kind="profile_update")
+    assert all(u.get("email") != "later@x.example" for u in state["users"])  # records are replaced
+    seq, everything = store.snapshot()
+    assert seq == 1 and sorted(everything) == sorted(store.collections)
