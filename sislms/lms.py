@@ -4,6 +4,7 @@ receiver and the events processor."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from connectors.lms_events.receiver import EventReceiver
 from connectors.oneroster.auth import ClientCredentials
@@ -58,7 +59,11 @@ def lms_url(settings: Settings) -> str:
 
 
 def build_lms_simulator(
-    settings: Settings, *, port: int | None = None, throttle: Throttle | None = None
+    settings: Settings,
+    *,
+    port: int | None = None,
+    throttle: Throttle | None = None,
+    state_file: Path | None = None,
 ) -> LmsSimulator:
     events = settings.lms_simulator_events
     config = LmsConfig(
@@ -68,6 +73,8 @@ def build_lms_simulator(
         events_url=f"http://127.0.0.1:{settings.lms_events_port}/events" if events else None,
         events_token=events_token(settings) if events else "",
         events_format=settings.lms_simulator_events_format,
+        events_senders=settings.lms_simulator_event_senders,
+        state_file=state_file,
     )
     return LmsSimulator(config)
 

@@ -109,6 +109,7 @@ def build_simulator(
     change_rate: float | None = None,
     webhook_url: str | None = None,
     token_ttl_s: float | None = None,
+    state_file: Path | None = None,
 ) -> SisSimulator:
     kernel = Kernel(settings)
     config = SimulatorConfig(
@@ -126,6 +127,7 @@ def build_simulator(
         if settings.sis_webhook_secret
         else None,
         known_fields=known_fields(kernel),
+        state_file=state_file,
     )
     return SisSimulator(config)
 

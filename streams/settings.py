@@ -222,6 +222,12 @@ class Settings(BaseSettings):
         description="Whether the local LMS simulator sends Canvas Live Events to the event receiver "
         "(`SISLMS_LMS_EVENTS_PORT`, Bearer `SISLMS_LMS_EVENTS_TOKEN`).",
     )
+    lms_simulator_event_senders: int = Field(
+        4,
+        ge=1,
+        description="Concurrent deliveries of the local LMS simulator's Live Events (Canvas delivers "
+        "many at once).",
+    )
     lms_simulator_events_format: str = Field(
         "canvas",
         pattern="^(canvas|caliper)$",

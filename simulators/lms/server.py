@@ -8,7 +8,9 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +20,7 @@ from simulators.lms.app import LmsState, Throttle, build_app
 from simulators.lms.store import CanvasStore
 from simulators.lms.truth import WriteLog
 from simulators.lms.webhook import LiveEventsEmitter
-from simulators.serving import AppServer
+from simulators.serving import AppServer, StateSaver
 
 __all__ = ["LmsConfig", "LmsSimulator"]
 
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LmsConfig:
     """The simulator's settings; with ``events_url``, it also sends Canvas Live Events there
-    (``events_format`` ``canvas`` or ``caliper``, Bearer ``events_token``)."""
+    (``events_format`` ``canvas`` or ``caliper``, Bearer ``events_token``) from
+    ``events_senders`` concurrent sender threads."""
 
     host: str = "127.0.0.1"
     port: int = 18092
@@ -38,6 +41,11 @@ class LmsConfig:
     events_url: str | None = None
     events_token: str = field(default="", repr=False)
     events_format: str = "canvas"
+    events_senders: int = 1
+    #: where the store is kept across restarts (None: in memory only); read at start when it exists
+    state_file: Path | None = None
+    #: seconds between saves of a changed store to ``state_file``
+    save_every_s: float = 30.0
 
 
 class LmsSimulator:
@@ -48,7 +56,31 @@ class LmsSimulator:
         if not config.token:
             raise ValueError("the LMS simulator needs an access token")
         self.config = config
-        self.store = CanvasStore(config.root_name)
+        path = config.state_file
+        self.restored = path is not None and path.exists()
+        if path is not None and self.restored:
+            started = time.monotonic()
+            self.store = CanvasStore.load(path)
+            log.info(
+                "LMS state restored from %s in %.1f s: %s",
+                path,
+                time.monotonic() - started,
+                self.store.sizes(),
+            )
+        else:
+            self.store = CanvasStore(config.root_name)
+        self.saver = (
+            StateSaver(
+                "lms-simulator",
+                path,
+                self.store.save,
+                lambda: self.store.version,
+                every_s=config.save_every_s,
+                saved=self.store.version if self.restored else None,
+            )
+            if path is not None
+            else None
+        )
         # First listener: its times are taken before the emitter builds its payload.
         self.writes = WriteLog(self.store)
         self.state = LmsState(self.store, frozenset({config.token}), throttle=config.throttle)
@@ -64,6 +96,7 @@ class LmsSimulator:
                 config.events_format,
                 store=self.store,
                 base_url=f"http://{config.host}:{config.port}",
+                senders=config.events_senders,
             )
 
     @property
@@ -145,12 +178,17 @@ class LmsSimulator:
         return web.Response(body=body, content_type="application/json")
 
     def serve_forever(self) -> None:
+        """Run in the foreground until SIGTERM or SIGINT; the state is saved a last time."""
         self._stop_activity.clear()
         if self.emitter is not None:
             self.emitter.start()
+        if self.saver is not None:
+            self.saver.start()
         try:
             self.server.serve_forever()
         finally:
+            self._stop_activity.set()
+            self._save_last()
             if self.emitter is not None:
                 self.emitter.stop()
 
@@ -159,13 +197,29 @@ class LmsSimulator:
         if self.emitter is not None:
             self.emitter.start()
         self.server.start()
+        if self.saver is not None:
+            self.saver.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and playing, save the state a last time (with a ``state_file``), then
+        stop sending events."""
         self._stop_activity.set()
         self.server.stop()
+        self._save_last()
         if self.emitter is not None:
             self.emitter.stop()
+
+    def save(self) -> bool:
+        """Save the state now if it changed since the last save (True when it saved)."""
+        return self.saver.save_now() if self.saver is not None else False
+
+    def _save_last(self) -> None:
+        if self.saver is None:
+            return
+        for run in list(self._runs):  # told to stop: let them finish their step first
+            run.join(timeout=5)
+        self.saver.stop()
 
 
 def _bad(reason: str) -> web.Response:

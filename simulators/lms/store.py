@@ -16,18 +16,24 @@ Every change is also told to ``listeners`` as ``(event name, object)``: the Live
 simulator emits are built from these, and its write log (:mod:`simulators.lms.truth`) times
 them. Granting an admin (again) is ``admin_created``, removing one ``admin_deleted``; Canvas has
 no Live Event for either, so the builder skips them.
+
+:meth:`CanvasStore.save` writes everything to a file and :meth:`CanvasStore.load` reads it back,
+so a restarted simulator still holds what the sink made; ``version`` counts the calls that may
+have changed something, for a saver to tell whether there is anything new to save.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 from connectors.canvas.protocol import ENROLLMENT_TYPES
+from simulators.serving import read_state, write_state
 
 __all__ = ["BUILT_IN_ROLES", "CanvasError", "CanvasStore"]
 
@@ -46,6 +52,23 @@ BUILT_IN_ROLES: tuple[tuple[int, str, str], ...] = (
 _COURSE_BASES = frozenset(ENROLLMENT_TYPES.values())
 _ENROLLMENT_STATES = frozenset({"active", "invited", "inactive"})
 _TASKS = {"conclude": "completed", "delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
+_STATE_KIND = "sislms.canvas-store"
+#: The object tables, saved and loaded as they are.
+_TABLES = (
+    "accounts",
+    "terms",
+    "users",
+    "logins",
+    "courses",
+    "sections",
+    "enrollments",
+    "admins",
+    "roles",
+    "assignments",
+    "submissions",
+)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class CanvasError(Exception):
@@ -78,6 +101,21 @@ def _not_found() -> CanvasError:
     return CanvasError(404, "The specified resource does not exist.")
 
 
+def _writes(method: Callable[Concatenate[CanvasStore, _P], _R]) -> Callable[Concatenate[CanvasStore, _P], _R]:
+    """A method that may change the store: it runs under the lock and counts in ``version``
+    (also when it fails: it may have changed something first)."""
+
+    @functools.wraps(method)
+    def write(self: CanvasStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock:
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self.version += 1
+
+    return write
+
+
 class CanvasStore:
     """One Canvas root account (id 1) and its sub-accounts, terms, users, courses, sections,
     enrollments, admins, roles, assignments and submissions."""
@@ -85,7 +123,9 @@ class CanvasStore:
     def __init__(self, root_name: str = "Simulated District") -> None:
         self.lock = threading.RLock()
         self.listeners: list[Listener] = []
-        self._ids = itertools.count(100)
+        #: calls that may have changed something (see :meth:`save`)
+        self.version = 0
+        self._next_id = 100
         self.accounts: dict[int, Obj] = {}
         self.terms: dict[int, Obj] = {}
         self.users: dict[int, Obj] = {}
@@ -125,7 +165,10 @@ class CanvasStore:
     # --- plumbing ----------------------------------------------------------------------------
 
     def _new_id(self) -> int:
-        return next(self._ids)
+        with self.lock:
+            value = self._next_id
+            self._next_id += 1
+            return value
 
     def _tell(self, event: str, obj: Obj) -> None:
         for listener in self.listeners:
@@ -177,6 +220,7 @@ class CanvasStore:
                 todo += [a["id"] for a in children]
         return out
 
+    @_writes
     def create_sub_account(self, parent_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             parent = self.account(parent_ref)
@@ -198,6 +242,7 @@ class CanvasStore:
             self._tell("account_created", account)
             return account
 
+    @_writes
     def update_account(self, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             account = self.account(ref)
@@ -220,6 +265,7 @@ class CanvasStore:
             self._tell("account_updated", account)
             return account
 
+    @_writes
     def delete_sub_account(self, parent_ref: str | int, ref: str | int) -> Obj:
         with self.lock:
             parent = self.account(parent_ref)
@@ -239,6 +285,7 @@ class CanvasStore:
     def term(self, ref: str | int) -> Obj:
         return self._resolve(self.terms, "term", ref)
 
+    @_writes
     def create_term(self, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             sis_id = _text(params.get("sis_term_id"))
@@ -254,6 +301,7 @@ class CanvasStore:
             self.terms[term["id"]] = term
             return term
 
+    @_writes
     def update_term(self, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             term = self.term(ref)
@@ -266,6 +314,7 @@ class CanvasStore:
                 term["sis_term_id"] = sis_id
             return term
 
+    @_writes
     def delete_term(self, ref: str | int) -> Obj:
         with self.lock:
             term = self.term(ref)
@@ -288,6 +337,7 @@ class CanvasStore:
     def login_of(self, user: Obj) -> Obj:
         return next(login for login in self.logins.values() if login["user_id"] == user["id"])
 
+    @_writes
     def create_user(self, account_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             self.account(account_ref)
@@ -327,6 +377,7 @@ class CanvasStore:
             self._tell("user_created", user)
             return user
 
+    @_writes
     def update_user(self, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             user = self.user(ref)
@@ -348,6 +399,7 @@ class CanvasStore:
         user = self.user(ref)
         return [login for login in self.logins.values() if login["user_id"] == user["id"]]
 
+    @_writes
     def update_login(self, login_id: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             if not str(login_id).isdigit() or int(login_id) not in self.logins:
@@ -373,6 +425,7 @@ class CanvasStore:
                 login["workflow_state"] = params["workflow_state"]
             return login
 
+    @_writes
     def remove_user(self, account_ref: str | int, ref: str | int) -> Obj:
         """Removes a user from the root account: deleted, their logins and enrollments with them."""
         with self.lock:
@@ -415,6 +468,7 @@ class CanvasStore:
         if "blueprint" in c:
             course["blueprint"] = _flag(c["blueprint"])
 
+    @_writes
     def create_course(self, account_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             account = self.account(account_ref)
@@ -441,6 +495,7 @@ class CanvasStore:
             self._tell("course_created", course)
             return course
 
+    @_writes
     def update_course(self, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             course = self.course(ref)
@@ -465,6 +520,7 @@ class CanvasStore:
             self._tell("course_updated", course)
             return course
 
+    @_writes
     def delete_course(self, ref: str | int, event: str) -> Obj:
         with self.lock:
             course = self.course(ref)
@@ -481,6 +537,7 @@ class CanvasStore:
             c for c in self.courses.values() if c["account_id"] in ids and c["workflow_state"] != "deleted"
         ]
 
+    @_writes
     def update_associations(self, template_ref: str | int, add: Iterable[Any], remove: Iterable[Any]) -> None:
         with self.lock:
             template = self.course(template_ref)
@@ -503,6 +560,7 @@ class CanvasStore:
     def section(self, ref: str | int) -> Obj:
         return self._resolve(self.sections, "section", ref)
 
+    @_writes
     def create_section(self, course_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             course = self.course(course_ref)
@@ -522,6 +580,7 @@ class CanvasStore:
             self.sections[section["id"]] = section
             return section
 
+    @_writes
     def update_section(self, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             section = self.section(ref)
@@ -535,6 +594,7 @@ class CanvasStore:
                 section["sis_section_id"] = sis_id
             return section
 
+    @_writes
     def delete_section(self, ref: str | int) -> Obj:
         with self.lock:
             section = self.section(ref)
@@ -565,6 +625,7 @@ class CanvasStore:
                     return role
         raise CanvasError(400, f"role {ref or name!r} does not exist", "role_id", "invalid")
 
+    @_writes
     def create_role(self, account_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             account = self.account(account_ref)
@@ -595,6 +656,7 @@ class CanvasStore:
 
     # --- enrollments -------------------------------------------------------------------------
 
+    @_writes
     def enroll(
         self, *, course_ref: str | int | None, section_ref: str | int | None, params: Mapping[str, Any]
     ) -> Obj:
@@ -688,6 +750,7 @@ class CanvasStore:
             return sections[0]
         return self.create_section(course["id"], {"course_section": {"name": course["name"]}})
 
+    @_writes
     def end_enrollment(self, course_ref: str | int, enrollment_id: str | int, task: str) -> Obj:
         with self.lock:
             course = self.course(course_ref)
@@ -704,6 +767,7 @@ class CanvasStore:
             self._tell("enrollment_updated", enrollment)
             return enrollment
 
+    @_writes
     def reactivate(self, course_ref: str | int, enrollment_id: str | int) -> Obj:
         with self.lock:
             course = self.course(course_ref)
@@ -755,6 +819,7 @@ class CanvasStore:
 
     # --- account admins ----------------------------------------------------------------------
 
+    @_writes
     def add_admin(self, account_ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             account = self.account(account_ref)
@@ -788,6 +853,7 @@ class CanvasStore:
             self._tell("admin_created", admin)
             return admin
 
+    @_writes
     def remove_admin(
         self, account_ref: str | int, user_ref: str | int, role: str | None, role_id: Any
     ) -> Obj:
@@ -819,6 +885,7 @@ class CanvasStore:
 
     # --- assignments and submissions ---------------------------------------------------------
 
+    @_writes
     def create_assignment(
         self, course_ref: str | int, params: Mapping[str, Any], at: str | None = None
     ) -> Obj:
@@ -853,6 +920,7 @@ class CanvasStore:
             raise _not_found()
         return a
 
+    @_writes
     def update_assignment(self, course_ref: str | int, ref: str | int, params: Mapping[str, Any]) -> Obj:
         with self.lock:
             assignment = self.assignment(course_ref, ref)
@@ -898,6 +966,7 @@ class CanvasStore:
             }
         return sub
 
+    @_writes
     def submit(
         self, course_ref: str | int, assignment_ref: str | int, user_ref: str | int, at: str | None = None
     ) -> Obj:
@@ -918,6 +987,7 @@ class CanvasStore:
             self._tell("submission_created" if created else "submission_updated", sub)
             return sub
 
+    @_writes
     def grade(
         self,
         course_ref: str | int,
@@ -978,6 +1048,47 @@ class CanvasStore:
         assignment = self.assignment(course_ref, assignment_ref)
         return [s for (aid, _), s in self.submissions.items() if aid == assignment["id"]]
 
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> int:
+        """Write the whole store to ``path`` atomically (see :func:`simulators.serving.write_state`):
+        every table, the next id, the enrollment indexes and the blueprint associations, as of one
+        instant. Returns :attr:`version` at that instant.
+
+        Objects are changed in place, so they are copied under the lock (one dict each: their
+        values are scalars) and pickled after it, while writers go on."""
+        with self.lock:
+            state: dict[str, Any] = {
+                name: {key: dict(obj) for key, obj in getattr(self, name).items()} for name in _TABLES
+            }
+            state["next_id"] = self._next_id
+            state["enrollment_of_key"] = dict(self._enrollment_of_key)
+            state["enrollments_by"] = {by: list(ids) for by, ids in self._enrollments_by.items()}
+            state["associations"] = {bp: set(followers) for bp, followers in self.associations.items()}
+            version = self.version
+        write_state(path, _STATE_KIND, state)
+        return version
+
+    @classmethod
+    def load(cls, path: Path) -> CanvasStore:
+        """A store as :meth:`save` wrote it to ``path``, without listeners; new objects get ids
+        after every saved one. Raises :class:`~simulators.serving.StateFileError` for a file that
+        is not a Canvas store's state."""
+        state = read_state(path, _STATE_KIND)
+        store = cls()
+        for name in _TABLES:
+            setattr(store, name, state[name])
+        store._next_id = int(state["next_id"])
+        store._enrollment_of_key = state["enrollment_of_key"]
+        store._enrollments_by = state["enrollments_by"]
+        store.associations = state["associations"]
+        return store
+
+    def sizes(self) -> dict[str, int]:
+        """Objects per table, deleted ones included (cheap, unlike :meth:`counts`)."""
+        with self.lock:
+            return {name: len(getattr(self, name)) for name in _TABLES}
+
     # --- ground truth ------------------------------------------------------------------------
 
     def ground_truth(self) -> dict[str, Any]:
@@ -989,11 +1100,14 @@ class CanvasStore:
             course_sis = {c["id"]: c["sis_course_id"] for c in self.courses.values()}
             section_sis = {s["id"]: s["sis_section_id"] for s in self.sections.values()}
             term_sis = {t["id"]: t["sis_term_id"] for t in self.terms.values()}
+            first_login: dict[int, Obj] = {}  # login_of per user would scan the logins each time
+            for login in self.logins.values():
+                first_login.setdefault(login["user_id"], login)
             users = []
             for user in self.users.values():
                 if user["workflow_state"] == "deleted":
                     continue
-                login = self.login_of(user)
+                login = first_login[user["id"]]
                 users.append(
                     {
                         "sis_user_id": login["sis_user_id"],

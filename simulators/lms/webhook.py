@@ -3,18 +3,20 @@ subscriptions do: one event per POST (JSON, ``Authorization: Bearer <token>``), 
 backoff on connection errors, 5xx and 429, neither deduplicated nor ordered.
 
 :class:`LiveEventsEmitter` is a store listener (it builds the payload at once, so later changes
-to the object do not leak into it) and a sink for the activity generator's session events. A
-background thread drains a bounded queue. Nothing is dropped silently: every payload ends up
+to the object do not leak into it) and a sink for the activity generator's session events.
+``senders`` background threads (one by default) drain a bounded queue concurrently, as Canvas
+delivers with many concurrent requests. Nothing is dropped silently: every payload ends up
 counted as sent, rejected (a 4xx other than 429), failed (retries exhausted) or dropped (the
 queue stayed full, or the emitter stopped with it unsent), and each of the last three is logged
 with the event name and status only.
 
 Two knobs exercise the ingest side the way Canvas does: ``duplicate_rate`` sends some events a
 second time (same payload, same event id) and ``shuffle_window`` releases the queued events in a
-random order within a window of that many.
+random order within a window of that many (a window per sender thread).
 
 :meth:`LiveEventsEmitter.delivered` is the record of every event answered 2xx, with the
-wall-clock times (``time.time()``) of its first POST and of the answer, for latency measurements.
+wall-clock times (``time.time()``) of its queueing, of its first POST and of the answer, for
+latency measurements: ``sent_at - queued_at`` is the simulator's own backlog.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,10 +67,11 @@ class _Item:
     event_name: str
     payload: Payload
     copy: bool = False  #: the extra copy made by ``duplicate_rate``
+    queued_at: float = field(default_factory=time.time)  #: wall time it was queued (or copied)
 
 
-#: (event id, event name, first POST at, 2xx at, copy): one per event answered 2xx
-_Delivery = tuple[str | None, str, float, float, bool]
+#: (event id, event name, queued at, first POST at, 2xx at, copy): one per event answered 2xx
+_Delivery = tuple[str | None, str, float, float, float, bool]
 
 
 def _event_id(payload: Payload) -> str | None:
@@ -92,10 +95,11 @@ class _Config:
     timeout_s: float
     duplicate_rate: float
     shuffle_window: int
+    senders: int
 
 
 class LiveEventsEmitter:
-    """POSTs Live Events to ``url`` from a background thread.
+    """POSTs Live Events to ``url`` from ``senders`` background threads.
 
     Args:
         url: the receiving endpoint.
@@ -110,9 +114,13 @@ class LiveEventsEmitter:
             ``Retry-After`` header is honoured up to ``max_backoff_s``.
         timeout_s: per-request timeout.
         duplicate_rate: share (0..1) of events sent twice.
-        shuffle_window: events released in random order within a window of this many (0: in order).
-        seed: for the duplicate and shuffle draws.
-        transport: an httpx transport (tests).
+        shuffle_window: events released in random order within a window of this many (0: in order);
+            each sender thread holds a window of its own.
+        senders: sender threads draining the queue concurrently, each with its own connection;
+            with more than one, events are also delivered out of order.
+        seed: for the duplicate, shuffle and jitter draws (each sender thread has its own
+            generator, derived from it; a single sender draws exactly as before).
+        transport: an httpx transport (tests); shared by the sender threads and left open.
     """
 
     def __init__(
@@ -132,13 +140,14 @@ class LiveEventsEmitter:
         timeout_s: float = 10.0,
         duplicate_rate: float = 0.0,
         shuffle_window: int = 0,
+        senders: int = 1,
         seed: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not 0.0 <= duplicate_rate <= 1.0:
             raise ValueError("duplicate_rate must be within 0..1")
-        if shuffle_window < 0 or queue_size < 1 or max_attempts < 1:
-            raise ValueError("shuffle_window must be >= 0, queue_size and max_attempts >= 1")
+        if shuffle_window < 0 or queue_size < 1 or max_attempts < 1 or senders < 1:
+            raise ValueError("shuffle_window must be >= 0, queue_size, max_attempts and senders >= 1")
         self.url = url
         self._token = token
         self.fmt = fmt
@@ -152,11 +161,11 @@ class LiveEventsEmitter:
             timeout_s=timeout_s,
             duplicate_rate=duplicate_rate,
             shuffle_window=shuffle_window,
+            senders=senders,
         )
         self.builder = builder
         self.store: CanvasStore | None = None
         self._transport = transport
-        self._rng = random.Random(seed)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         self._counts = EmitterCounts()
         self._delivered: list[_Delivery] = []
@@ -164,12 +173,18 @@ class LiveEventsEmitter:
         self._idle = threading.Condition(self._lock)
         self._outstanding = 0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # One generator per sender thread; the first draws what a single sender always drew.
+        self._rngs = [random.Random(seed)] + [
+            random.Random(None if seed is None else f"{seed}/{n}") for n in range(2, senders + 1)
+        ]
+        self._logged_at = time.monotonic()
+        self._logged: dict[str, int] = {}
         if store is not None:
             self.attach(store)
 
     def __repr__(self) -> str:
-        return f"LiveEventsEmitter(url={self.url!r}, fmt={self.fmt!r})"
+        return f"LiveEventsEmitter(url={self.url!r}, fmt={self.fmt!r}, senders={self.senders})"
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -187,26 +202,39 @@ class LiveEventsEmitter:
             self.store.listeners.remove(self)
 
     @property
+    def senders(self) -> int:
+        return self._config.senders
+
+    @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether a sender thread is alive."""
+        return any(t.is_alive() for t in self._threads)
 
     def start(self) -> LiveEventsEmitter:
         if self.running:
             return self
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="lms-live-events", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._logged_at, self._logged = time.monotonic(), self._counts.as_dict()
+        self._threads = [
+            threading.Thread(target=self._run, args=(rng,), name=f"lms-live-events-{n}", daemon=True)
+            for n, rng in enumerate(self._rngs, start=1)
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, timeout: float = 10.0, flush: bool = True) -> None:
-        """Stop the sender; with ``flush``, first wait up to ``timeout`` for the queue to drain.
+        """Stop the senders; with ``flush``, first wait up to ``timeout`` for the queue to drain.
         Whatever is left unsent is counted as dropped (and logged)."""
         if flush and self.running:
             self.flush(timeout)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=max(timeout, 1.0) + self._config.timeout_s)
-            self._thread = None
+        # One deadline for all: a thread may be inside a request of up to timeout_s.
+        deadline = time.monotonic() + max(timeout, 1.0) + self._config.timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._threads = []
         self._drop_queued("stopped")
         log.info("live events emitter stopped: %s", self.counts())
 
@@ -227,14 +255,15 @@ class LiveEventsEmitter:
 
     def delivered(self) -> list[dict[str, Any]]:
         """Every event answered 2xx, in the order of the answers: ``id`` (the Caliper event id;
-        None in the Canvas format), ``name`` (the event name), ``sent_at`` (wall time of its
-        first POST), ``acked_at`` (wall time of the 2xx) and ``copy`` (True for the extra copy
-        made by ``duplicate_rate``). A copy."""
+        None in the Canvas format), ``name`` (the event name), ``queued_at`` (wall time it was
+        offered to the queue, so a wait for room in a full queue counts; for the extra copy, when
+        it was made), ``sent_at`` (wall time of its first POST), ``acked_at`` (wall time of the
+        2xx) and ``copy`` (True for the extra copy made by ``duplicate_rate``). A copy."""
         with self._lock:
             rows = list(self._delivered)
         return [
-            {"id": eid, "name": name, "sent_at": sent, "acked_at": acked, "copy": copy}
-            for eid, name, sent, acked, copy in rows
+            {"id": eid, "name": name, "queued_at": queued, "sent_at": sent, "acked_at": acked, "copy": copy}
+            for eid, name, queued, sent, acked, copy in rows
         ]
 
     # --- producing ---------------------------------------------------------------------------
@@ -327,14 +356,13 @@ class LiveEventsEmitter:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, rng: random.Random) -> None:
+        """One sender thread: its own client, shuffle window and random draws."""
         pending: list[_Item] = []
         window = self._config.shuffle_window
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
-        logged_at, logged = time.monotonic(), self.counts()
-        with httpx.Client(
-            timeout=self._config.timeout_s, transport=self._transport, headers=headers
-        ) as client:
+        client = httpx.Client(timeout=self._config.timeout_s, transport=self._transport, headers=headers)
+        try:
             while not self._stop.is_set():
                 try:
                     item = self._queue.get(timeout=0.05)
@@ -343,25 +371,37 @@ class LiveEventsEmitter:
                     idle = True
                 else:
                     pending.append(item)
-                    if self._rng.random() < self._config.duplicate_rate:
-                        self._count("duplicated")
+                    if rng.random() < self._config.duplicate_rate:
                         with self._lock:
                             self._outstanding += 1
                             self._counts.queued += 1
+                            self._counts.duplicated += 1
                         pending.append(_Item(item.event_name, item.payload, copy=True))
                 # Out of order: hold up to `window` events and release a random one; all of them
                 # once nothing more is coming.
                 while pending and (len(pending) > window or idle) and not self._stop.is_set():
-                    index = self._rng.randrange(len(pending)) if window else 0
-                    self._settle(self._send(client, pending.pop(index)))
-                if time.monotonic() - logged_at >= _LOG_EVERY_S:
-                    counts = self.counts()
-                    if counts != logged:
-                        log.info("live events: %s", counts)
-                    logged_at, logged = time.monotonic(), counts
-        self._drop_queued("stopped", pending)
+                    index = rng.randrange(len(pending)) if window else 0
+                    self._settle(self._send(client, pending.pop(index), rng))
+                self._log_counts()
+        finally:
+            # A given transport is shared by the threads: the first to stop must not close it.
+            if self._transport is None:
+                client.close()
+            self._drop_queued("stopped", pending)
 
-    def _send(self, client: httpx.Client, item: _Item) -> str:
+    def _log_counts(self) -> None:
+        """The periodic counts line: whichever thread finds it due writes it, once."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._logged_at < _LOG_EVERY_S:
+                return
+            counts = self._counts.as_dict()
+            changed = counts != self._logged
+            self._logged_at, self._logged = now, counts
+        if changed:
+            log.info("live events: %s", counts)
+
+    def _send(self, client: httpx.Client, item: _Item, rng: random.Random) -> str:
         """One event, retried; returns its outcome (a counter name)."""
         body = json.dumps(item.payload, separators=(",", ":"))
         first_at = time.time()
@@ -373,9 +413,11 @@ class LiveEventsEmitter:
                 status = type(exc).__name__
             else:
                 if response.is_success:
-                    delivery = (_event_id(item.payload), item.event_name, first_at, time.time(), item.copy)
-                    with self._lock:
-                        self._delivered.append(delivery)
+                    event_id = _event_id(item.payload)
+                    with self._lock:  # the time taken inside: the record stays in order of the answers
+                        self._delivered.append(
+                            (event_id, item.event_name, item.queued_at, first_at, time.time(), item.copy)
+                        )
                     return "sent"
                 if response.status_code not in _RETRIABLE:
                     log.warning("live event %s rejected: HTTP %d", item.event_name, response.status_code)
@@ -386,7 +428,7 @@ class LiveEventsEmitter:
                 break
             self._count("retried")
             delay = min(self._config.max_backoff_s, self._config.backoff_s * 2 ** (attempt - 1))
-            delay = delay * (0.5 + self._rng.random() / 2)
+            delay = delay * (0.5 + rng.random() / 2)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self._config.max_backoff_s))
             log.debug("live event %s: %s, retry %d in %.2f s", item.event_name, status, attempt, delay)

@@ -1,20 +1,29 @@
 """Runs the simulated SIS: the district, the HTTP provider, the change generator and the
-webhook notifier, in the foreground (``sislms sis serve``) or in a background thread (tests)."""
+webhook notifier, in the foreground (``sislms sis serve``) or in a background thread (tests).
+
+With a ``state_file``, the store is saved there while it runs and when it stops, and a simulator
+started again on that file goes on from the saved district and change log instead of generating
+a new district.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import queue
+import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from connectors.oneroster.auth import SCOPES, TokenIssuer
 from simulators.district import District, DistrictSpec, generate
-from simulators.serving import AppServer
+from simulators.serving import AppServer, StateFileError, StateSaver
 from simulators.sis.app import SimState, build_app
 from simulators.sis.changes import ChangeGenerator
 from simulators.sis.store import Change, SisStore
@@ -26,6 +35,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimulatorConfig:
+    """The SIS simulator's settings.
+
+    Attributes:
+        state_file: where the store is kept across restarts (None: in memory only). When the file
+            exists at start, the district, its changes and its change log are read from it and
+            ``district`` (the spec) is not generated.
+        save_every_s: seconds between saves of a changed store to ``state_file``.
+    """
+
     host: str = "127.0.0.1"
     port: int = 18090
     client_id: str = "sislms"
@@ -37,6 +55,8 @@ class SimulatorConfig:
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     known_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    state_file: Path | None = None
+    save_every_s: float = 30.0
 
 
 class WebhookNotifier:
@@ -92,17 +112,50 @@ class WebhookNotifier:
 
 
 class SisSimulator:
-    """The simulated SIS over a generated district."""
+    """The simulated SIS over a generated district, or over the one its ``state_file`` holds."""
 
     def __init__(self, config: SimulatorConfig, district: District | None = None) -> None:
         self.config = config
         started = time.monotonic()
-        self.district = district or generate(config.district)
-        log.info("district generated in %.1f s: %s", time.monotonic() - started, self.district.counts())
-        self.store = SisStore(self.district.collections)
+        path = config.state_file
+        self.restored = path is not None and path.exists()
+        seed = config.change_seed
+        if path is not None and self.restored:
+            self.store = SisStore.load(path)
+            self.district = _district_of(self.store, path)
+            log.info(
+                "SIS state restored from %s in %.1f s: %s, %d changes",
+                path,
+                time.monotonic() - started,
+                self.district.counts(),
+                self.store.last_seq,
+            )
+            if self.district.spec != config.district:
+                log.warning("the restored district was generated from another spec: keeping the restored one")
+            # A fresh seed: the configured one would make the ids the first run made again
+            # (the factory draws sourcedIds from its seeded RNG).
+            seed = secrets.randbits(63)
+            log.info("change generator seeded with %d (restored state)", seed)
+        else:
+            self.district = district or generate(config.district)
+            log.info("district generated in %.1f s: %s", time.monotonic() - started, self.district.counts())
+            self.store = SisStore(self.district.collections)
+            self.store.meta["district"] = {"spec": self.district.spec, "context": self.district.context}
+        self.saver = (
+            StateSaver(
+                "sis-simulator",
+                path,
+                self.store.save,
+                lambda: self.store.last_seq,
+                every_s=config.save_every_s,
+                saved=self.store.last_seq if self.restored else None,
+            )
+            if path is not None
+            else None
+        )
         clients = {config.client_id: (config.client_secret, frozenset(SCOPES))}
         self.issuer = TokenIssuer(clients, ttl_s=config.token_ttl_s)
-        self.generator = ChangeGenerator(self.store, self.district, seed=config.change_seed)
+        self.generator = ChangeGenerator(self.store, self.district, seed=seed)
         self.state = SimState(self.store, self.issuer, config.known_fields, on_generator=self.set_rate)
         self.notifier = (
             WebhookNotifier(config.webhook_url, config.webhook_secret) if config.webhook_url else None
@@ -135,19 +188,64 @@ class SisSimulator:
             await asyncio.sleep(1.0 / self._rate)
 
     def serve_forever(self) -> None:
-        """Run in the foreground until interrupted."""
+        """Run in the foreground until SIGTERM or SIGINT; the state is saved a last time."""
+        if self.saver is not None:
+            self.saver.start()
         try:
             self.server.serve_forever()
         finally:
+            if self.saver is not None:
+                self.saver.stop()
             if self.notifier is not None:
                 self.notifier.close()
 
     def start(self) -> SisSimulator:
         """Run in a background thread; returns once it listens."""
         self.server.start()
+        if self.saver is not None:
+            self.saver.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and changing, then save the state a last time (with a ``state_file``)."""
         self.server.stop()
+        if self.saver is not None:
+            self.saver.stop()
         if self.notifier is not None:
             self.notifier.close()
+
+    def save(self) -> bool:
+        """Save the state now if it changed since the last save (True when it saved)."""
+        return self.saver.save_now() if self.saver is not None else False
+
+
+def _district_of(store: SisStore, path: Path) -> District:
+    """The district a restored store holds, with the numbers its factory hands out next moved
+    past every one in use (the first run's new users took some)."""
+    saved = store.meta.get("district")
+    if not isinstance(saved, dict) or "spec" not in saved or "context" not in saved:
+        raise StateFileError(f"{path} has no district spec and context (not saved by the SIS simulator)")
+    context = saved["context"]
+    numbers = _next_numbers(store.collections.get("users", {}).values(), context.next_numbers)
+    return District(saved["spec"], store.collections, replace(context, next_numbers=numbers))
+
+
+def _next_numbers(users: Iterable[Mapping[str, Any]], start: Mapping[str, int]) -> dict[str, int]:
+    """``start`` moved past the district numbers the users hold: ``identifier`` ``<n>`` (a
+    student), ``E<n>`` (staff), ``G<n>`` (a guardian), and the digits-only ``userIds`` (state ids)."""
+    top = dict(start)
+
+    def seen(kind: str, text: str) -> None:
+        if text.isdigit():
+            top[kind] = max(top.get(kind, 0), int(text) + 1)
+
+    for user in users:
+        identifier = str(user.get("identifier") or "")
+        if identifier[:1] in ("E", "G"):
+            seen("staff" if identifier[0] == "E" else "guardian", identifier[1:])
+        else:
+            seen("student", identifier)
+        for uid in user.get("userIds") or ():
+            if isinstance(uid, Mapping):
+                seen("state", str(uid.get("identifier") or ""))
+    return top

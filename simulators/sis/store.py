@@ -4,6 +4,9 @@ Every write stamps ``dateLastModified`` from one clock that never goes back and 
 :class:`Change` to the ground-truth log, which tests and reconciliation read back. A soft
 delete sets ``status='tobedeleted'`` (what a delta consumer sees); a hard delete removes the
 record (only a full snapshot notices).
+
+:meth:`SisStore.save` writes the whole store to a file and :meth:`SisStore.load` reads it back,
+so a restarted simulator goes on from where it stopped.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from connectors.oneroster.filter import And, Filter, Operator, Predicate
 from connectors.oneroster.models import format_instant, parse_instant
 from connectors.oneroster.query import Query
+from simulators.serving import read_state, write_state
 
 __all__ = ["Change", "SisStore"]
 
@@ -42,9 +47,18 @@ class Change:
 class _Clock:
     """UTC milliseconds that never repeat a value and never go back."""
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, last: int = 0) -> None:
         self._now = now
-        self._last = 0
+        self._last = last
+
+    @property
+    def last(self) -> int:
+        """The last value given (epoch ms), 0 before the first."""
+        return self._last
+
+    def resume_after(self, ms: int) -> None:
+        """Never give ``ms`` or anything before it (a restored store's last stamp)."""
+        self._last = max(self._last, ms)
 
     def tick(self) -> str:
         ms = max(int(self._now() * 1000), self._last + 1)
@@ -52,20 +66,78 @@ class _Clock:
         return format_instant(datetime.fromtimestamp(ms / 1000, UTC))
 
 
-class SisStore:
-    """Thread-safe collections with a ``dateLastModified`` index and a change log."""
+_STATE_KIND = "sislms.sis-store"
 
-    def __init__(self, collections: dict[str, dict[str, dict[str, Any]]], *, clock: _Clock | None = None):
+
+class SisStore:
+    """Thread-safe collections with a ``dateLastModified`` index and a change log.
+
+    Attributes:
+        listeners: called with every :class:`Change` (under the store's lock).
+        meta: plain data its owner keeps with the store, saved and loaded with it (the simulator
+            keeps its district's spec and context there).
+    """
+
+    def __init__(
+        self,
+        collections: dict[str, dict[str, dict[str, Any]]],
+        *,
+        clock: _Clock | None = None,
+        changes: list[Change] | None = None,
+        index: dict[str, list[tuple[str, str]]] | None = None,
+        meta: dict[str, Any] | None = None,
+    ):
         self._data = collections
         self._lock = threading.RLock()
         self._clock = clock or _Clock()
-        self._changes: list[Change] = []
+        self._changes: list[Change] = changes if changes is not None else []
         # collection -> sorted [(dateLastModified, sourcedId)], for delta queries.
-        self._index: dict[str, list[tuple[str, str]]] = {
-            name: sorted((str(r.get("dateLastModified", "")), sid) for sid, r in records.items())
-            for name, records in collections.items()
-        }
+        self._index: dict[str, list[tuple[str, str]]] = (
+            index
+            if index is not None
+            else {
+                name: sorted((str(r.get("dateLastModified", "")), sid) for sid, r in records.items())
+                for name, records in collections.items()
+            }
+        )
         self.listeners: list[Callable[[Change], None]] = []
+        self.meta: dict[str, Any] = meta if meta is not None else {}
+
+    # --- persistence ---------------------------------------------------------------------
+    def save(self, path: Path) -> int:
+        """Write the whole store to ``path`` atomically (see :func:`simulators.serving.write_state`):
+        the collections, their indexes, the change log, the clock's last value and :attr:`meta`,
+        as of one instant. Returns :attr:`last_seq` at that instant.
+
+        Only references are copied under the lock (records are replaced, never changed in place,
+        and changes are frozen), so writers wait milliseconds while the file is written."""
+        with self._lock:
+            state = {
+                "collections": {name: dict(table) for name, table in self._data.items()},
+                "index": {name: list(entries) for name, entries in self._index.items()},
+                "changes": list(self._changes),
+                "clock_last": self._clock.last,
+                "meta": dict(self.meta),
+            }
+            seq = self.last_seq
+        write_state(path, _STATE_KIND, state)
+        return seq
+
+    @classmethod
+    def load(cls, path: Path, *, clock: _Clock | None = None) -> SisStore:
+        """A store as :meth:`save` wrote it to ``path`` (its clock goes on after the saved
+        stamps, even if the wall clock went back). Raises
+        :class:`~simulators.serving.StateFileError` for a file that is not a SIS store's state."""
+        state = read_state(path, _STATE_KIND)
+        clock = clock or _Clock()
+        clock.resume_after(int(state["clock_last"]))
+        return cls(
+            state["collections"],
+            clock=clock,
+            changes=state["changes"],
+            index=state["index"],
+            meta=state["meta"],
+        )
 
     # --- reads ---------------------------------------------------------------------------
     @property

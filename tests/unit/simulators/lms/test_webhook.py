@@ -5,13 +5,16 @@ when."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from simulators.lms.activity import ActivityGenerator, SimClock
@@ -296,3 +299,151 @@ def test_admin_changes_are_skipped_by_the_emitter_without_error(receiver: Receiv
     counts = e.counts()
     assert (counts["skipped"], counts["errors"], counts["sent"]) == (2, 0, 1)  # user_created sent
     assert [r["name"] for r in e.delivered()] == ["user_created"]
+
+
+# --- several sender threads ------------------------------------------------------------------
+
+
+def test_senders_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="senders"):
+        emitter("http://127.0.0.1:9/events", senders=0)
+
+
+def test_four_senders_deliver_every_event_exactly_once_and_the_counts_add_up(receiver: Receiver) -> None:
+    receiver.script = [503, (429, {"Retry-After": "0"}), 503]  # retried by whichever thread got them
+    e = emitter(receiver.url, senders=4).start()
+    try:
+        names = {t.name for t in threading.enumerate() if t.name.startswith("lms-live-events")}
+        assert names == {f"lms-live-events-{n}" for n in range(1, 5)}
+        for n in range(200):
+            e.emit(payload(n), "logged_in")
+        assert e.flush(30)
+    finally:
+        e.stop()
+    assert not e.running
+    assert len(receiver.requests) == 200 + 3
+    counts = e.counts()
+    assert (counts["queued"], counts["sent"], counts["retried"]) == (200, 200, 3)
+    assert counts["rejected"] == counts["failed"] == counts["dropped"] == counts["duplicated"] == 0
+    rows = e.delivered()
+    assert len(rows) == 200 and {r["name"] for r in rows} == {"logged_in"}
+    # each event answered 2xx exactly once: the receiver saw it once, or once more per retry
+    seen = Counter(b["metadata"]["request_id"] for b in receiver.bodies)
+    assert set(seen) == {f"r{n}" for n in range(200)}
+    assert sum(seen.values()) - len(seen) == 3
+
+
+def test_four_senders_with_duplicates_and_shuffling_deliver_everything(receiver: Receiver) -> None:
+    e = emitter(receiver.url, senders=4, duplicate_rate=0.5, shuffle_window=3, seed=7)
+    for n in range(100):  # queued before the senders start: one burst they share
+        e.emit(payload(n))
+    e.start()
+    try:
+        assert e.flush(30)
+    finally:
+        e.stop()
+    counts = e.counts()
+    seen = Counter(b["metadata"]["request_id"] for b in receiver.bodies)
+    assert set(seen) == {f"r{n}" for n in range(100)} and set(seen.values()) <= {1, 2}
+    assert sum(1 for times in seen.values() if times == 2) == counts["duplicated"] > 0
+    assert counts["queued"] == counts["sent"] == 100 + counts["duplicated"] == len(receiver.requests)
+    assert counts["failed"] == counts["dropped"] == counts["rejected"] == 0
+    rows = e.delivered()
+    assert sum(r["copy"] for r in rows) == counts["duplicated"]
+
+
+def test_flush_waits_for_every_sender() -> None:
+    gate = threading.Event()
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert gate.wait(30)
+        with lock:
+            answered.append(json.loads(request.content)["metadata"]["request_id"])
+        return httpx.Response(200)
+
+    e = emitter("http://receiver.test/events", senders=4, transport=httpx.MockTransport(handler)).start()
+    try:
+        for n in range(40):
+            e.emit(payload(n))
+        assert not e.flush(0.05)  # every sender is held at the gate
+        gate.set()
+        assert e.flush(30)
+        counts = e.counts()  # read before stop(): flush alone settled everything
+        assert (counts["queued"], counts["sent"]) == (40, 40)
+        assert sorted(answered) == sorted(f"r{n}" for n in range(40))
+        assert len(e.delivered()) == 40
+    finally:
+        e.stop()
+
+
+def test_stopping_four_busy_senders_counts_what_is_left_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    # Each sender takes one event, is answered 503 and backs off for >= 15 s: all four are busy
+    # when stop() comes, so exactly four are in flight and the rest still queued.
+    entered = threading.Condition()
+    threads: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with entered:
+            threads.append(threading.current_thread().name)
+            entered.notify_all()
+        return httpx.Response(503)
+
+    e = emitter(
+        "http://receiver.test/events",
+        senders=4,
+        max_attempts=2,
+        backoff_s=30.0,
+        max_backoff_s=30.0,
+        transport=httpx.MockTransport(handler),
+    )
+    for n in range(20):
+        e.emit(payload(n))
+    e.start()
+    with entered:
+        assert entered.wait_for(lambda: len(threads) == 4, timeout=30)
+    with caplog.at_level(logging.INFO, logger="simulators.lms.webhook"):
+        e.stop(timeout=0.1)
+    assert not e.running
+    assert sorted(threads) == [f"lms-live-events-{n}" for n in range(1, 5)]
+    counts = e.counts()
+    assert (counts["queued"], counts["sent"], counts["retried"], counts["failed"], counts["dropped"]) == (
+        20,
+        0,
+        4,
+        4,
+        16,
+    )
+    assert "16 live events dropped unsent (stopped)" in caplog.text
+    assert caplog.text.count("stopped while retrying") == 4
+
+
+def test_delivered_records_when_each_event_was_queued(receiver: Receiver) -> None:
+    e = emitter(receiver.url, senders=4, duplicate_rate=0.5, seed=5)
+    before = time.time()
+    for n in range(50):
+        e.emit(payload(n))
+    started = time.time()
+    e.start()
+    try:
+        assert e.flush(30)
+    finally:
+        e.stop()
+    rows = e.delivered()
+    assert len(rows) == e.counts()["sent"] == 50 + e.counts()["duplicated"]
+    assert all(r["queued_at"] <= r["sent_at"] <= r["acked_at"] for r in rows)
+    originals = [r for r in rows if not r["copy"]]
+    copies = [r for r in rows if r["copy"]]
+    assert len(originals) == 50 and copies
+    # queued before the senders started; a copy is made when its original leaves the queue
+    assert all(before <= r["queued_at"] <= started for r in originals)
+    assert all(started <= r["queued_at"] for r in copies)
+
+
+def test_the_simulator_passes_its_events_senders_to_the_emitter(receiver: Receiver) -> None:
+    config = LmsConfig(port=0, token="api-token", events_url=receiver.url, events_senders=3)
+    default = LmsSimulator(LmsConfig(port=0, token="api-token", events_url=receiver.url)).emitter
+    sim = LmsSimulator(config)
+    assert sim.emitter is not None and sim.emitter.senders == 3
+    assert default is not None and default.senders == 1
