@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install prereqs browser jars run stop status test unit integration lint bench clean docs
+.PHONY: help install prereqs browser jars run demo stop status test unit integration lint bench clean docs
 
 help:
-	@echo "make run    - install, start Kafka + registry + PostgreSQL, apply the topology"
+	@echo "make run    - install, then run the whole district pipeline (Ctrl-C stops, run again resumes)"
 	@echo "make test   - lint, unit tests, integration tests against the real stack"
 	@echo "make bench  - the physical-limit benchmarks (README has the table)"
+	@echo "make demo   - the pipeline bounded, reconciled against ground truth (sislms demo)"
 	@echo "make stop   - stop the local stack"
 
 # Java and Maven: the stack's jars come from Maven Central through Maven, and run on Java 17+.
@@ -52,13 +53,13 @@ install: $(STAMP)
 jars: install prereqs
 	$(BIN)/sislms stack fetch
 
+# The whole district pipeline, supervised, until Ctrl-C (which stops everything); run it again
+# to resume. USERS=N sizes a new district; ARGS="--fresh" starts over.
 run: jars
-	$(BIN)/sislms stack up
-	$(BIN)/sislms topology apply
-	@echo
-	$(BIN)/sislms stack status
-	@echo
-	@echo "The stack is up and the topology applied. Stop it with: make stop"
+	$(BIN)/sislms run $(if $(USERS),--users $(USERS)) $(ARGS)
+
+demo: jars
+	$(BIN)/sislms demo $(if $(USERS),--users $(USERS)) $(ARGS)
 
 stop: install
 	$(BIN)/sislms stack down

@@ -232,6 +232,12 @@ def schemas_check() -> None:
 
 
 # --- sis ---------------------------------------------------------------------------------
+StateFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="Keep the simulator's state in this file: loaded at start, saved every 30 s and at stop."
+    ),
+]
 Users = Annotated[int | None, typer.Option("--users", help="Students + staff (default: the setting).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="District seed (default: the setting).")]
 
@@ -245,12 +251,19 @@ def sis_serve(
     webhook: Annotated[
         str | None, typer.Option(help="URL called on every change (e.g. the source's /trigger).")
     ] = None,
+    state: StateFile = None,
 ) -> None:
     """Run the OneRoster 1.2 SIS simulator over a generated district (foreground)."""
     from sislms.sis import build_simulator
 
     simulator = build_simulator(
-        _settings(), users=users, seed=seed, port=port, change_rate=rate, webhook_url=webhook
+        _settings(),
+        users=users,
+        seed=seed,
+        port=port,
+        change_rate=rate,
+        webhook_url=webhook,
+        state_file=state,
     )
     typer.echo(f"OneRoster 1.2 SIS simulator on {simulator.url} ({simulator.district.counts()})")
     simulator.serve_forever()
@@ -264,6 +277,7 @@ def lms_serve(
         float | None,
         typer.Option(help="Throttle bucket size per token (Canvas: 700; 0 turns throttling off)."),
     ] = None,
+    state: StateFile = None,
 ) -> None:
     """Run the Canvas-compatible LMS simulator (foreground); token: SISLMS_LMS_TOKEN or the local one.
     It sends Canvas Live Events to the event receiver (SISLMS_LMS_SIMULATOR_EVENTS); POST
@@ -272,7 +286,7 @@ def lms_serve(
     from sislms.lms import build_lms_simulator
 
     throttle = Throttle() if rate_limit is None else Throttle(capacity=rate_limit)
-    simulator = build_lms_simulator(_settings(), port=port, throttle=throttle)
+    simulator = build_lms_simulator(_settings(), port=port, throttle=throttle, state_file=state)
     typer.echo(f"Canvas LMS simulator on {simulator.url}")
     simulator.serve_forever()
 
@@ -967,6 +981,97 @@ def roles_reapply(
                 "to go on (what is done emits nothing again)"
             )
         )
+
+
+# --- the whole pipeline -------------------------------------------------------------------
+@app.command("run")
+def run_cmd(
+    users: Annotated[
+        int | None, typer.Option(help="Students + staff of a new district (default: SISLMS_SIMULATOR_USERS).")
+    ] = None,
+    sis_rate: Annotated[
+        float, typer.Option(help="SIS changes a second once the initial sync is done.")
+    ] = 1.0,
+    activity_speed: Annotated[
+        float, typer.Option(help="Simulated seconds of school activity per real second.")
+    ] = 60.0,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: remove the stored state (topics, store, simulators).")
+    ] = False,
+) -> None:
+    """Run the whole district pipeline, supervised, until Ctrl-C: the stack, the simulators, the
+    sources, workers, sinks, event receiver and dashboard. Running it again resumes."""
+    from sislms.run import RunOptions, run_pipeline
+
+    settings = _settings()
+    options = RunOptions(
+        users=users or settings.simulator_users, sis_rate=sis_rate, activity_speed=activity_speed, fresh=fresh
+    )
+    raise typer.Exit(run_pipeline(settings, options))
+
+
+@app.command("demo")
+def demo_cmd(
+    users: Annotated[int, typer.Option(help="Students + staff of the generated district.")] = 2_000,
+    duration: Annotated[float, typer.Option(help="Seconds of live changes and activity.")] = 60.0,
+    as_json: JsonFlag = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the stack and the programs up after the summary.")
+    ] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop a demo left up by --keep, and exit.")] = False,
+    sis_rate: Annotated[float, typer.Option(help="SIS changes a second while live.")] = 2.0,
+    activity_speed: Annotated[
+        float | None,
+        typer.Option(help="Simulated seconds of school activity a second (default: 3 days in --duration)."),
+    ] = None,
+    sync_timeout: Annotated[
+        float | None, typer.Option(help="Seconds allowed for the initial sync (default 600 + 0.2/user).")
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds allowed for the pipeline to drain after the live phase.")
+    ] = 300.0,
+) -> None:
+    """Run the whole pipeline over a generated district on a stack of its own, for --duration
+    seconds of live changes, then reconcile every flow against the simulators' ground truth.
+    Exit 0 only if nothing is missing, unexpected or duplicated."""
+    from sislms.demo import DemoOptions, run_demo, stop_kept_demo
+
+    settings = _settings()
+    if stop:
+        stop_kept_demo(settings, lambda line: typer.echo(line, err=True))
+        return
+    options = DemoOptions(
+        users=users, duration_s=duration, keep=keep, sis_rate=sis_rate, activity_speed=activity_speed,
+        sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout,
+    )  # fmt: skip
+
+    def emit(summary: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2, default=str))
+        else:
+            typer.echo(_demo_text(summary))
+
+    raise typer.Exit(run_demo(settings, options, emit))
+
+
+def _demo_text(summary: dict) -> str:
+    lines = [
+        f"demo of {summary['users']:,} users: {'CLEAN' if summary['ok'] else 'NOT CLEAN'}",
+        f"initial sync: {summary.get('initial_sync_s')} s",
+        f"{'flow':<11} {'expected':>9} {'applied':>9} {'missing':>8} {'unexpected':>10} {'duplicated':>10}"
+        f" {'p50 ms':>7} {'p99 ms':>7}",
+    ]
+    for name, f in summary.get("flows", {}).items():
+        lat = f.get("latency", {})
+        lines.append(
+            f"{name:<11} {f['expected']:>9,} {f['applied']:>9,} {f['missing']:>8,} {f['unexpected']:>10,}"
+            f" {f['duplicated']:>10,} {lat.get('p50_ms') or '-':>7} {lat.get('p99_ms') or '-':>7}"
+        )
+    if summary.get("timed_out"):
+        lines.append(f"timed out: {summary['timed_out']}")
+    letters = summary.get("dead_letters") or {}
+    lines.append("dead letters: " + (", ".join(f"{k} {v}" for k, v in letters.items()) or "none"))
+    return "\n".join(lines)
 
 
 def _print_status(stack: object, statuses: list, as_json: bool) -> None:

@@ -4,6 +4,7 @@ and ``roles explain``."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -11,6 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic
 
 from sislms.wiring import Kernel
 from streams.compacted import end_offsets, group_lag, read_to_end
@@ -36,6 +40,8 @@ from streams.roster.reapply import (
 from streams.roster.reference import Reference
 from streams.serde import Serdes, decode_key
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["apply_roles_reapply", "build_roster", "explain", "load_rules", "plan_roles_reapply", "topic_map"]
 
@@ -99,6 +105,7 @@ def build_roster(
         batch_within=settings.roster_batch_within,
         standby_replicas=settings.roster_standby_replicas,
     )
+    _declare_changelogs(kernel, roster)
     # every rule set a worker starts with is recorded: the audit's versions read back, and what
     # `sislms roles reapply` compares a new rule set with
     publish_rule_set(
@@ -106,6 +113,31 @@ def build_roster(
         app_id=settings.roster_app_id, rules=rules, worker=worker,
     )  # fmt: skip
     return roster
+
+
+def _declare_changelogs(kernel: Kernel, roster: Roster) -> None:
+    """Create the tables' changelog topics before Faust starts, as Faust would (compacted, one
+    partition per input partition). On a new cluster Faust creates them itself at start, but its
+    consumer's metadata may not know their partitions yet when the first record comes: the
+    agent then fails on a "0 partitions" mismatch and the worker exits (a restart works).
+    Created here, they exist when the worker first reads its metadata."""
+    wanted = {
+        table.changelog_topic.get_topic_name(): table.changelog_topic.partitions or roster.partitions
+        for table in roster.app.tables.values()
+    }
+    existing = kernel.admin.list_topics(timeout=10).topics
+    new = [
+        NewTopic(name, num_partitions=n, replication_factor=_replication(kernel),
+                 config={"cleanup.policy": "compact"})
+        for name, n in wanted.items() if name not in existing
+    ]  # fmt: skip
+    for name, future in (kernel.admin.create_topics(new, request_timeout=30) if new else {}).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker made it
+                raise
+        log.info("changelog topic %s created (%d partitions)", name, wanted[name])
 
 
 def faust_worker(roster: Roster, loglevel: str = "info") -> Any:

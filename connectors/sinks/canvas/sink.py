@@ -42,13 +42,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Counter as PromCounter
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 from connectors.sinks.canvas.apply import Command, DependencyMissing, Outcome, Provisioner
 from connectors.sinks.canvas.client import CanvasRejected
 from streams.dlq import REPLAY_HEADER, DeadLetterPublisher, SourcePosition
 from streams.errors import RetriableError, SkippableError
-from streams.serde import Serdes, encode_key
+from streams.serde import Serdes, encode_key, timestamp_ms
 
 __all__ = ["CanvasSink", "ResultsIdMap"]
 
@@ -62,6 +62,11 @@ STAGE = "lms_sink"
 _DEPENDENCY_LOOK_S = 30.0
 _COMMANDS = PromCounter(
     "sislms_lms_sink_commands", "Provisioning commands handled, by action and outcome", ["action", "outcome"]
+)
+_LATENCY = Histogram(
+    "sislms_lms_sink_latency_seconds",
+    "From the source's change (the command's meta.sourceChangedAt) to the command applied in Canvas.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400),
 )
 _WAITING = Gauge("sislms_lms_sink_waiting", "Commands waiting in their lane for a dependency or for Canvas")
 _IN_FLIGHT = Gauge("sislms_lms_sink_in_flight", "Commands taken from Kafka and not yet committed")
@@ -340,6 +345,10 @@ class CanvasSink:
             self._count(command.action, "retried")
             return delay
         self.ids.handled(command.target_type, command.target, sequence)
+        if outcome.status == "applied":
+            changed = (value.get("meta") or {}).get("sourceChangedAt")
+            if changed is not None:
+                _LATENCY.observe(max(0.0, time.time() - timestamp_ms(changed) / 1000))
         self._busy_at = time.monotonic()
         self._wake(command.target_type, command.target)
         self._count(command.action, outcome.status)

@@ -43,6 +43,13 @@ LATENCY = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 
+PIPELINE_LATENCY = Histogram(
+    "sislms_passback_pipeline_seconds",
+    "From the grade's event taken by the event receiver (meta.ingestedAt) to its result written in "
+    "the SIS: the pipeline's part of the latency, whatever the LMS's clock says.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
 
 class GradebookSink:
     """Consumes assignments and grades and writes them to the SIS through ``passback``."""
@@ -178,7 +185,11 @@ class GradebookSink:
         if kind == "grade":
             self._outcome(value, outcome)
             if outcome.status == "written":
-                LATENCY.observe(max(0.0, time.time() - timestamp_ms(value["gradedAt"]) / 1000))
+                now = time.time()
+                LATENCY.observe(max(0.0, now - timestamp_ms(value["gradedAt"]) / 1000))
+                ingested = (value.get("meta") or {}).get("ingestedAt")
+                if ingested is not None:
+                    PIPELINE_LATENCY.observe(max(0.0, now - timestamp_ms(ingested) / 1000))
 
     def _dead_letter(self, m: Message, exc: Exception, kind: str) -> None:
         self.dead_letters.send(self.stage, exc, key=m.key(), value=m.value(), source=position(m))

@@ -1,0 +1,5 @@
+"""``python -m sislms``: the command line (how the supervisor runs its children)."""
+
+from sislms.cli import main
+
+main()
