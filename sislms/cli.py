@@ -278,6 +278,9 @@ def lms_serve(
         typer.Option(help="Throttle bucket size per token (Canvas: 700; 0 turns throttling off)."),
     ] = None,
     state: StateFile = None,
+    truth: Annotated[
+        bool, typer.Option(help="Record the ground truth for GET /_sim/truth (it grows with every change).")
+    ] = True,
 ) -> None:
     """Run the Canvas-compatible LMS simulator (foreground); token: SISLMS_LMS_TOKEN or the local one.
     It sends Canvas Live Events to the event receiver (SISLMS_LMS_SIMULATOR_EVENTS); POST
@@ -286,7 +289,7 @@ def lms_serve(
     from sislms.lms import build_lms_simulator
 
     throttle = Throttle() if rate_limit is None else Throttle(capacity=rate_limit)
-    simulator = build_lms_simulator(_settings(), port=port, throttle=throttle, state_file=state)
+    simulator = build_lms_simulator(_settings(), port=port, throttle=throttle, state_file=state, truth=truth)
     typer.echo(f"Canvas LMS simulator on {simulator.url}")
     simulator.serve_forever()
 

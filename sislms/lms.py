@@ -64,6 +64,7 @@ def build_lms_simulator(
     port: int | None = None,
     throttle: Throttle | None = None,
     state_file: Path | None = None,
+    truth: bool = True,
 ) -> LmsSimulator:
     events = settings.lms_simulator_events
     config = LmsConfig(
@@ -75,6 +76,7 @@ def build_lms_simulator(
         events_format=settings.lms_simulator_events_format,
         events_senders=settings.lms_simulator_event_senders,
         state_file=state_file,
+        truth=truth,
     )
     return LmsSimulator(config)
 

@@ -154,9 +154,11 @@ def _watch(
         extra = latencies.line() if synced else f"initial sync {time.monotonic() - started:,.0f} s"
         view.update(states, supervisor.children, extra)
         if not synced:
-            caught_up = _snapshot_done(settings) and all(
-                s.started and s.lag == 0 for s in states if s.name in _MUST_CATCH_UP
-            ) and all(s.lag == 0 for s in states if s.started)
+            caught_up = (
+                _snapshot_done(settings)
+                and all(s.started and s.lag == 0 for s in states if s.name in _MUST_CATCH_UP)
+                and all(s.lag == 0 for s in states if s.started)
+            )
             quiet_since = (quiet_since or time.monotonic()) if caught_up else None
             if quiet_since is not None and time.monotonic() - quiet_since >= 5.0:
                 synced = True

@@ -143,3 +143,23 @@ def test_stopping_the_simulator_ends_a_live_run() -> None:
     while sim.activity_running and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not sim.activity_running
+
+
+def test_a_simulator_without_truth_records_nothing_but_still_delivers(receiver: Receiver) -> None:
+    config = LmsConfig(
+        port=0, token=TOKEN, events_url=receiver.url, events_token="ev-token", events_format="caliper",
+        truth=False,
+    )  # fmt: skip
+    sim = LmsSimulator(config).start()
+    try:
+        school(sim.store, courses=1, students=2)
+        with httpx.Client(base_url=sim.url, timeout=30) as client:
+            assert client.post("/_sim/activity", json={"days": 2, "seed": 3}).status_code == 202
+            _until_idle(client)
+            assert sim.emitter is not None and sim.emitter.flush(10)
+            truth = client.get("/_sim/truth").json()
+    finally:
+        sim.stop()
+    assert truth["recorded"] is False and truth["writes"] == {} and truth["grades"] == []
+    assert truth["events"]["delivered"] == []
+    assert truth["events"]["counts"]["sent"] == len(receiver.requests) > 0
