@@ -42,7 +42,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="a small smoke run of a few thousand items")
     p.add_argument(
-        "--only", choices=["serde", "kafka", "sis", "roster", "lms", "dashboard"], help="run one group only"
+        "--only",
+        choices=["serde", "kafka", "sis", "roster", "lms", "dashboard", "pipeline"],
+        help="run one group only",
+    )
+    p.add_argument(
+        "--pipeline-users",
+        default="25000,250000",
+        help="district sizes of the whole-pipeline demo runs, comma separated (default 25000,250000; "
+        "300 with --quick)",
+    )
+    p.add_argument(
+        "--pipeline-duration", type=float, default=120.0, help="seconds live in each demo run (default 120)"
     )
     p.add_argument(
         "--dashboard-users",
@@ -188,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
         users = args.dashboard_users or (500 if args.quick else 25_000)
         measurements += run_dashboard(kernel, users, requests=5 if args.quick else 20)
+
+    if args.only in (None, "pipeline"):
+        from bench.pipeline import run_pipeline
+
+        quick = args.quick and args.pipeline_users == "25000,250000"
+        sizes = [300] if quick else [int(s) for s in args.pipeline_users.split(",")]
+        measurements += run_pipeline(kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration)
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

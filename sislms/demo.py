@@ -79,6 +79,9 @@ class DemoOptions:
     activity_speed: float | None = None
     sync_timeout_s: float | None = None  #: default: 600 s + 0.2 s per user
     drain_timeout_s: float = 300.0
+    #: the SIS calls the source's /trigger on each change; False: the source polls alone
+    #: (every SISLMS_SIS_POLL_INTERVAL_S)
+    webhook: bool = True
 
     @property
     def speed(self) -> float:
@@ -231,7 +234,8 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
         if not result.ok:
             raise RuntimeError(f"topology apply failed: {result.failed}")
         supervisor = Supervisor(
-            programs(settings, users=options.users, sis_rate=0.0), env=env, log_dir=home / "logs",
+            programs(settings, users=options.users, sis_rate=0.0, webhook=options.webhook), env=env,
+            log_dir=home / "logs",
             report=view.say, die_with_parent=not options.keep,
         )  # fmt: skip
         watch = Watch(
@@ -288,7 +292,10 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
         if roster.clean and run.caught_up():
             synced = time.monotonic() - t0
             break
-    out: dict[str, Any] = {"users": opts.users, "duration_s": opts.duration_s}
+    out: dict[str, Any] = {
+        "users": opts.users, "duration_s": opts.duration_s, "sis_rate": opts.sis_rate,
+        "activity_speed": opts.speed, "sis_changes_found_by": "trigger" if opts.webhook else "polling",
+    }  # fmt: skip
     if synced is None:
         view.say(f"demo: the initial sync did not complete within {opts.sync_deadline_s:.0f} s")
         out |= {"ok": False, "initial_sync_s": None, "timed_out": "initial sync",

@@ -40,10 +40,16 @@ _LOCAL = "http://127.0.0.1"
 
 
 def programs(
-    settings: Settings, *, users: int, sis_rate: float = 0.0, state: tuple[Path, Path] | None = None
+    settings: Settings,
+    *,
+    users: int,
+    sis_rate: float = 0.0,
+    state: tuple[Path, Path] | None = None,
+    webhook: bool = True,
 ) -> list[Program]:
     """The pipeline's programs over a generated district of ``users`` (start order); with
-    ``state``, the SIS and LMS simulators keep their state in those files between runs."""
+    ``state``, the SIS and LMS simulators keep their state in those files between runs; without
+    ``webhook``, the SIS announces no change and the source finds them by polling alone."""
     s = settings
     sis_state = ("--state", str(state[0])) if state else ()
     # a pipeline with state runs for days: its LMS simulator keeps no growing ground truth
@@ -62,8 +68,7 @@ def programs(
                 str(users),
                 "--rate",
                 f"{sis_rate:g}",
-                "--webhook",
-                at(s.sis_trigger_port, "/trigger"),
+                *(("--webhook", at(s.sis_trigger_port, "/trigger")) if webhook else ()),
                 *sis_state,
             ),
             ready_url=at(s.simulator_port, "/_sim/health"),

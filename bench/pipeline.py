@@ -1,0 +1,125 @@
+"""The whole pipeline on the real stack: ``sislms demo`` runs, measured and reconciled.
+
+For each district size, one demo run with the SIS webhook (each SIS change announced to the
+source's ``/trigger``) and one without (the source finds changes by polling alone, every
+``SISLMS_SIS_POLL_INTERVAL_S``). Each run is a fresh demo stack: its own Kafka, registry and
+PostgreSQL, the pipeline's twelve programs, an initial sync, ``duration`` seconds of live SIS
+changes and school activity, a drain and the reconciliation against the simulators' ground
+truth (:mod:`sislms.reconcile`). Reported:
+
+- the initial sync: SIS snapshot to LMS provisioned and analytics written, as LMS objects a
+  second, with its seconds;
+- SIS change to LMS effect (trigger, polling), grade in the LMS to result in the SIS, and a
+  learning-activity event to its row in PostgreSQL: p50 and p99 over the live phase;
+- each program's peak memory (resident, with its children);
+- whether every flow reconciled clean (nothing missing, unexpected or duplicated).
+
+Nothing is asserted: a run that does not reconcile is reported as such, with its counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bench.measure import Measurement, Run
+from sislms.demo import DemoOptions, run_demo
+
+__all__ = ["run_pipeline"]
+
+log = logging.getLogger("bench")
+
+
+def _latency_note(flow: dict[str, Any], extra: str = "") -> str:
+    lat = flow["latency"]
+    clean = flow["missing"] == flow["unexpected"] == flow["duplicated"] == 0
+    state = "clean" if clean else (
+        f"NOT clean: missing {flow['missing']}, unexpected {flow['unexpected']}, "
+        f"duplicated {flow['duplicated']}"
+    )  # fmt: skip
+    return f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['samples']:,}{extra}; {state}"
+
+
+def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
+    users, live = summary["users"], summary["duration_s"]
+    label = f"{users:,} users"
+    out: list[Measurement] = []
+    flows = summary.get("flows", {})
+    if mode == "trigger":
+        objects, secs = summary.get("initial_sync_objects") or 0, summary.get("initial_sync_s")
+        out.append(
+            Measurement(
+                "pipeline",
+                f"initial sync: SIS snapshot to LMS provisioned and analytics written ({label})",
+                "LMS objects/s",
+                objects,
+                [Run(objects, secs)] if secs else [],
+                note=f"{secs:.0f} s" if secs else f"did not complete: {summary.get('timed_out')}",
+            )
+        )
+    roster = flows.get("rostering")
+    if roster and roster["latency"]["samples"]:
+        n = roster["latency"]["samples"]
+        out.append(
+            Measurement(
+                "pipeline",
+                f"SIS change -> LMS, {mode} ({label})",
+                "changes/s",
+                n,
+                [Run(n, live)],
+                note=_latency_note(roster, f" changes at {summary.get('sis_rate', 0):g}/s"),
+            )
+        )
+    grades = flows.get("grades")
+    if mode == "trigger" and grades and grades["latency"]["samples"]:
+        n = grades["latency"]["samples"]
+        out.append(
+            Measurement(
+                "pipeline", f"LMS grade -> SIS result ({label})", "grades/s", n, [Run(n, live)],
+                note=_latency_note(grades, " grades"),
+            )
+        )  # fmt: skip
+    activity = flows.get("activity")
+    if mode == "trigger" and activity and activity["latency"]["samples"]:
+        n = activity["latency"]["samples"]
+        sent = activity.get("latency_from_first_send", {})
+        out.append(
+            Measurement(
+                "pipeline", f"LMS activity event -> analytics store ({label})", "events/s", n,
+                [Run(n, live)],
+                note=_latency_note(activity, " events")
+                + f"; from the LMS's first send p50 {sent.get('p50_ms')} ms, p99 {sent.get('p99_ms')} ms",
+            )
+        )  # fmt: skip
+    if mode == "trigger":
+        peaks = summary.get("processes", {})
+        total = sum(p["peak_rss_mb"] for p in peaks.values())
+        top = sorted(peaks.items(), key=lambda kv: -kv[1]["peak_rss_mb"])
+        out.append(
+            Measurement(
+                "pipeline", f"peak memory, {len(peaks)} programs ({label})", "MB (sum of peaks)", total,
+                [Run(total, 1.0)],
+                note=", ".join(f"{name} {p['peak_rss_mb']:,}" for name, p in top),
+            )
+        )  # fmt: skip
+    return out
+
+
+def run_pipeline(
+    kernel: Any, sizes: list[int], *, duration_s: float, modes: tuple[str, ...] = ("trigger", "polling")
+) -> list[Measurement]:
+    out: list[Measurement] = []
+    summaries: list[dict[str, Any]] = []
+    for users in sizes:
+        for mode in modes:
+            log.info("pipeline: demo of %d users, changes by %s, %s s live", users, mode, duration_s)
+            options = DemoOptions(users=users, duration_s=duration_s, webhook=mode == "trigger")
+            got: list[dict[str, Any]] = []
+            code = run_demo(kernel.settings, options, got.append)
+            summary = got[0] if got else {"users": users, "duration_s": duration_s, "ok": False}
+            summary.pop("endpoints", None)  # credentials stay out of the results
+            summaries.append(summary)
+            log.info("pipeline: exit %d, ok %s", code, summary.get("ok"))
+            out += _measurements(summary, mode)
+    log.info("pipeline summaries: %s", summaries)
+    return out
