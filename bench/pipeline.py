@@ -40,6 +40,13 @@ def _latency_note(flow: dict[str, Any], extra: str = "") -> str:
     return f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['samples']:,}{extra}; {state}"
 
 
+def _from_send(flow: dict[str, Any]) -> str:
+    sent = flow.get("latency_from_first_send")
+    if not sent:
+        return ""
+    return f"; from the LMS's first send p50 {sent['p50_ms']} ms, p99 {sent['p99_ms']} ms"
+
+
 def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
     users, live = summary["users"], summary["duration_s"]
     label = f"{users:,} users"
@@ -76,19 +83,17 @@ def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
         out.append(
             Measurement(
                 "pipeline", f"LMS grade -> SIS result ({label})", "grades/s", n, [Run(n, live)],
-                note=_latency_note(grades, " grades"),
+                note=_latency_note(grades, " grades") + _from_send(grades),
             )
         )  # fmt: skip
     activity = flows.get("activity")
     if mode == "trigger" and activity and activity["latency"]["samples"]:
         n = activity["latency"]["samples"]
-        sent = activity.get("latency_from_first_send", {})
         out.append(
             Measurement(
                 "pipeline", f"LMS activity event -> analytics store ({label})", "events/s", n,
                 [Run(n, live)],
-                note=_latency_note(activity, " events")
-                + f"; from the LMS's first send p50 {sent.get('p50_ms')} ms, p99 {sent.get('p99_ms')} ms",
+                note=_latency_note(activity, " events") + _from_send(activity),
             )
         )  # fmt: skip
     if mode == "trigger":

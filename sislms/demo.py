@@ -373,7 +373,9 @@ def _reconcile(run: _Run, since_seq: int, t_live: float) -> dict[str, FlowReport
     prefix = run.settings.passback_id_prefix
     all_changes = run.get(f"{run.sis}/_sim/changes")["changes"]
     result_changes = [c for c in all_changes if c["collection"] == "results"]
-    grades = grades_report(truth["grades"], sis.get("results", {}).values(), result_changes, prefix)
+    grades = grades_report(
+        truth["grades"], sis.get("results", {}).values(), result_changes, prefix, truth["events"]["delivered"]
+    )
 
     activity = activity_report(truth["events"]["delivered"], run.activity_rows())
     activity.detail["events_sent"] = truth["events"]["counts"]

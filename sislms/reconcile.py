@@ -257,11 +257,14 @@ def grades_report(
     results: Iterable[Mapping[str, Any]],
     result_changes: Iterable[Mapping[str, Any]],
     prefix: str,
+    delivered: Iterable[Mapping[str, Any]] = (),
 ) -> FlowReport:
     """``grades``: the LMS's grade changes in order (``assignment_id``, ``user_id``, ``score``,
     ``at`` epoch s); ``results``: the SIS gradebook's results; ``result_changes``: the SIS change
     log's entries for results (``sourcedId``, ``at``). A grade is applied when the result
-    ``<prefix>-<assignment>-<user>`` holds its last score."""
+    ``<prefix>-<assignment>-<user>`` holds its last score. With the LMS's ``delivered`` Live
+    Events, the latency from each grade event's first send is reported too (the pipeline's part,
+    without the LMS's own queue)."""
     last: dict[str, Mapping[str, Any]] = {}
     firsts: dict[str, list[float]] = {}
     for g in grades:
@@ -303,6 +306,21 @@ def grades_report(
             if after:
                 report.latency.add(after[0] - at)
     report.detail["results_written"] = sum(len(v) for k, v in written.items() if k.startswith(f"{prefix}-"))
+    # the pipeline's part: from the LMS's first send of each grade's Live Event to the result
+    sends: dict[str, list[float]] = {}
+    for d in delivered:
+        if d.get("name") == "grade_change" and d.get("subject") and not d.get("copy"):
+            assignment, user = str(d["subject"]).split("|", 1)
+            sends.setdefault(f"{prefix}-{assignment}-{user}", []).append(float(d["sent_at"]))
+    from_send = Latency()
+    for rid, times in sends.items():
+        writes = sorted(written.get(rid, []))
+        for at in times:
+            after = [t for t in writes if t >= at]
+            if after:
+                from_send.add(after[0] - at)
+    if sends:
+        report.detail["latency_from_first_send"] = from_send.as_dict()
     return report
 
 

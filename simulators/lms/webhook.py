@@ -68,10 +68,12 @@ class _Item:
     payload: Payload
     copy: bool = False  #: the extra copy made by ``duplicate_rate``
     queued_at: float = field(default_factory=time.time)  #: wall time it was queued (or copied)
+    subject: str | None = None  #: for a grade: ``<assignment id>|<user id>`` (Canvas ids)
 
 
-#: (event id, event name, queued at, first POST at, 2xx at, copy): one per event answered 2xx
-_Delivery = tuple[str | None, str, float, float, float, bool]
+#: (event id, event name, queued at, first POST at, 2xx at, copy, subject): one per event
+#: answered 2xx
+_Delivery = tuple[str | None, str, float, float, float, bool, str | None]
 
 
 def _event_id(payload: Payload) -> str | None:
@@ -261,13 +263,17 @@ class LiveEventsEmitter:
         None in the Canvas format), ``name`` (the event name), ``queued_at`` (wall time it was
         offered to the queue, so a wait for room in a full queue counts; for the extra copy, when
         it was made), ``sent_at`` (wall time of its first POST), ``acked_at`` (wall time of the
-        2xx) and ``copy`` (True for the extra copy made by ``duplicate_rate``). A copy."""
+        2xx), ``copy`` (True for the extra copy made by ``duplicate_rate``) and, for a
+        ``grade_change``, ``subject`` (``<assignment id>|<user id>``, Canvas ids). A copy."""
         with self._lock:
             rows = list(self._delivered)
         return [
-            {"id": eid, "name": name, "queued_at": queued, "sent_at": sent, "acked_at": acked, "copy": copy}
-            for eid, name, queued, sent, acked, copy in rows
-        ]
+            {
+                "id": eid, "name": name, "queued_at": queued, "sent_at": sent, "acked_at": acked,
+                "copy": copy, "subject": subject,
+            }
+            for eid, name, queued, sent, acked, copy, subject in rows
+        ]  # fmt: skip
 
     # --- producing ---------------------------------------------------------------------------
 
@@ -284,11 +290,12 @@ class LiveEventsEmitter:
         if payload is None:
             self._count("skipped")
             return
-        self.emit(payload, event_name)
+        subject = f"{obj.get('assignment_id')}|{obj.get('user_id')}" if event_name == "grade_change" else None
+        self.emit(payload, event_name, subject=subject)
 
-    def emit(self, payload: Payload, event_name: str = "event") -> bool:
+    def emit(self, payload: Payload, event_name: str = "event", *, subject: str | None = None) -> bool:
         """Queue a built payload; False (counted as dropped) when the queue stays full."""
-        return self._put(_Item(event_name, payload))
+        return self._put(_Item(event_name, payload, subject=subject))
 
     def logged_in(self, user_id: int, *, at: datetime | None = None, session_id: str | None = None) -> None:
         builder, store = self._require()
@@ -379,7 +386,7 @@ class LiveEventsEmitter:
                             self._outstanding += 1
                             self._counts.queued += 1
                             self._counts.duplicated += 1
-                        pending.append(_Item(item.event_name, item.payload, copy=True))
+                        pending.append(_Item(item.event_name, item.payload, copy=True, subject=item.subject))
                 # Out of order: hold up to `window` events and release a random one; all of them
                 # once nothing more is coming.
                 while pending and (len(pending) > window or idle) and not self._stop.is_set():
@@ -421,7 +428,15 @@ class LiveEventsEmitter:
                     event_id = _event_id(item.payload)
                     with self._lock:  # the time taken inside: the record stays in order of the answers
                         self._delivered.append(
-                            (event_id, item.event_name, item.queued_at, first_at, time.time(), item.copy)
+                            (
+                                event_id,
+                                item.event_name,
+                                item.queued_at,
+                                first_at,
+                                time.time(),
+                                item.copy,
+                                item.subject,
+                            )
                         )
                     return "sent"
                 if response.status_code not in _RETRIABLE:

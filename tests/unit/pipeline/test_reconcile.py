@@ -152,3 +152,17 @@ def test_roster_latency_pairs_each_sis_change_with_the_first_lms_write_after_it(
     latency, without = roster_latency(changes, sis, writes, since=90.0)
     assert [round(x, 3) for x in latency.samples] == [0.2, 0.7]
     assert without == 1  # e2 never reached the LMS
+
+
+def test_grade_latency_from_the_lms_first_send_leaves_out_the_lms_own_queue() -> None:
+    grades = [_grade("1", "9", 85.0, 100.0)]
+    results = [_result("lms-1-9", 85.0, "lms-1", "s9")]
+    written = [{"sourcedId": "lms-1-9", "at": "1970-01-01T00:01:50.000Z"}]  # 110.0
+    delivered = [
+        {"name": "grade_change", "subject": "1|9", "sent_at": 109.5, "copy": False},
+        {"name": "grade_change", "subject": "1|9", "sent_at": 109.9, "copy": True},  # redelivered
+        {"name": "logged_in", "subject": None, "sent_at": 1.0, "copy": False},
+    ]
+    r = grades_report(grades, results, written, "lms", delivered)
+    assert r.latency.samples == [10.0]  # from the grade in the LMS
+    assert r.detail["latency_from_first_send"]["p50_ms"] == 500  # from its event's first send

@@ -111,6 +111,10 @@ def test_days_run_and_the_truth_names_every_write_by_sis_ids(receiver: Receiver)
     assert names["asset_accessed"] == sum(r.page_views for r in played.sessions)
     assert names["submission_created"] == sum(1 for r in played.submissions if r.submitted_at)
     assert names["grade_change"] == len(played.grades)
+    assert sorted(d["subject"] for d in delivered if d["name"] == "grade_change") == sorted(
+        f"{g.assignment_id}|{g.user_id}" for g in played.grades
+    )
+    assert all(d["subject"] is None for d in delivered if d["name"] != "grade_change")
     assert all(before <= d["sent_at"] <= d["acked_at"] and d["copy"] is False for d in delivered)
 
 
