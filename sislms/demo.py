@@ -279,8 +279,10 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     view.say(f"demo: pipeline up in {t0 - t_start:.0f} s; initial sync from the SIS snapshot")
 
     # --- initial sync --------------------------------------------------------------------
+    view.say("demo: the expected LMS state: the SIS simulator's roster through the role rules")
     sis0 = run.sis_state()
     plan0 = run.plan(sis0)
+    view.say(f"demo: {len(plan0):,} LMS targets expected; waiting for the pipeline to provision them")
     deadline = t0 + opts.sync_deadline_s
     synced: float | None = None
     roster = FlowReport()

@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,16 @@ class FlowState:
         return max(0, self.total - self.done)
 
 
+def windowed_rate(reads: deque[tuple[float, int]], now: float, done: int, window_s: float) -> float:
+    """Items a second over about the last ``window_s`` seconds: ``reads`` keeps the (time, done)
+    reads, the oldest dropped once a newer one spans the window."""
+    reads.append((now, done))
+    while len(reads) > 2 and now - reads[1][0] >= window_s:
+        reads.popleft()
+    first_at, first_done = reads[0]
+    return max(0.0, (done - first_done) / (now - first_at)) if now > first_at else 0.0
+
+
 @dataclass
 class Watch:
     """Reads every flow's position from Kafka (and the SIS simulator's counts)."""
@@ -154,7 +165,10 @@ class Watch:
     bootstrap: str
     sis_url: str
     _admin: AdminClient | None = None
-    _last: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: recent (time, done) reads of each flow: rates over the last ``window_s`` (commits come in
+    #: steps of a second or more, so the rate between two reads a second apart jumps)
+    _reads: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
+    window_s: float = 10.0
 
     @property
     def admin(self) -> AdminClient:
@@ -167,11 +181,8 @@ class Watch:
         out: list[FlowState] = []
         for flow in flows(self.settings):
             state = self._source(flow) if flow.group is None else self._group(flow)
-            now = time.monotonic()
-            before = self._last.get(flow.name)
-            if before is not None and now > before[0]:
-                state.rate = max(0.0, (state.done - before[1]) / (now - before[0]))
-            self._last[flow.name] = (now, state.done)
+            reads = self._reads.setdefault(flow.name, deque())
+            state.rate = windowed_rate(reads, time.monotonic(), state.done, self.window_s)
             out.append(state)
         return out
 
