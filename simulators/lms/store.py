@@ -71,6 +71,12 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+#: the SIS id and login fields looked up by value (``sis_user_id:...`` refs, "already in use")
+_INDEXED_FIELDS = (
+    "sis_account_id", "sis_term_id", "sis_user_id", "unique_id", "sis_course_id", "sis_section_id",
+)  # fmt: skip
+
+
 class CanvasError(Exception):
     """An API error: the HTTP status and Canvas's error body."""
 
@@ -126,6 +132,10 @@ class CanvasStore:
         #: calls that may have changed something (see :meth:`save`)
         self.version = 0
         self._next_id = 100
+        #: indexed field -> value -> ids of the objects that held it (see _sis_index)
+        self._by_sis: dict[str, dict[str, set[int]]] = {}
+        #: user id -> the id of their first login
+        self._login_by_user: dict[int, int] = {}
         self.accounts: dict[int, Obj] = {}
         self.terms: dict[int, Obj] = {}
         self.users: dict[int, Obj] = {}
@@ -174,12 +184,36 @@ class CanvasStore:
         for listener in self.listeners:
             listener(event, obj)
 
-    @staticmethod
-    def _sis_index(objs: Mapping[int, Obj], field: str, value: str) -> Obj | None:
-        for obj in objs.values():
-            if obj.get(field) == value and obj.get("workflow_state") != "deleted":
+    def _sis_index(self, objs: Mapping[int, Obj], field: str, value: str) -> Obj | None:
+        """The first live object of ``objs`` whose ``field`` is ``value`` (by id order), through
+        :attr:`_by_sis`: the ids an indexed field ever held that value (a changed value leaves
+        its old entry behind, so each candidate is checked); a scan for a field not indexed."""
+        if field not in _INDEXED_FIELDS:
+            for obj in objs.values():
+                if obj.get(field) == value and obj.get("workflow_state") != "deleted":
+                    return obj
+            return None
+        for oid in sorted(self._by_sis.get(field, {}).get(value, ())):
+            obj = objs.get(oid)
+            if obj is not None and obj.get(field) == value and obj.get("workflow_state") != "deleted":
                 return obj
         return None
+
+    def _index(self, obj: Obj) -> None:
+        """Note the SIS ids and login an object holds now (call after creating or changing one)."""
+        for field in _INDEXED_FIELDS:
+            value = obj.get(field)
+            if isinstance(value, str):
+                self._by_sis.setdefault(field, {}).setdefault(value, set()).add(obj["id"])
+        if "unique_id" in obj and "user_id" in obj:  # a login
+            self._login_by_user.setdefault(obj["user_id"], obj["id"])
+
+    def _reindex(self) -> None:
+        self._by_sis = {}
+        self._login_by_user = {}
+        for name in ("accounts", "terms", "logins", "courses", "sections"):
+            for obj in getattr(self, name).values():
+                self._index(obj)
 
     def _resolve(self, objs: Mapping[int, Obj], kind: str, ref: str | int) -> Obj:
         """An object by id (``42``) or SIS id (``sis_<kind>_id:<id>``); 404 otherwise."""
@@ -239,6 +273,7 @@ class CanvasStore:
                 "workflow_state": "active",
             }
             self.accounts[account["id"]] = account
+            self._index(account)
             self._tell("account_created", account)
             return account
 
@@ -257,6 +292,7 @@ class CanvasStore:
                 sis_id = _text(params["sis_account_id"])
                 self._taken(self.accounts, "sis_account_id", sis_id, but=account["id"])
                 account["sis_account_id"] = sis_id
+                self._index(account)
             if "integration_id" in params:
                 account["integration_id"] = _text(params["integration_id"])
             if "parent_account_id" in params and account["id"] != 1:
@@ -299,6 +335,7 @@ class CanvasStore:
                 "workflow_state": "active",
             }
             self.terms[term["id"]] = term
+            self._index(term)
             return term
 
     @_writes
@@ -312,6 +349,7 @@ class CanvasStore:
                 sis_id = _text(params["sis_term_id"])
                 self._taken(self.terms, "sis_term_id", sis_id, but=term["id"])
                 term["sis_term_id"] = sis_id
+                self._index(term)
             return term
 
     @_writes
@@ -335,6 +373,9 @@ class CanvasStore:
         return self.users[int(ref)]
 
     def login_of(self, user: Obj) -> Obj:
+        lid = self._login_by_user.get(user["id"])
+        if lid is not None and lid in self.logins:
+            return self.logins[lid]
         return next(login for login in self.logins.values() if login["user_id"] == user["id"])
 
     @_writes
@@ -374,6 +415,7 @@ class CanvasStore:
             }
             self.users[user["id"]] = user
             self.logins[login["id"]] = login
+            self._index(login)
             self._tell("user_created", user)
             return user
 
@@ -413,10 +455,12 @@ class CanvasStore:
                 if other is not None and other["id"] != login["id"]:
                     raise CanvasError(400, f'ID "{unique_id}" is already in use', "unique_id", "taken")
                 login["unique_id"] = unique_id
+                self._index(login)
             if "sis_user_id" in params:
                 sis_id = _text(params["sis_user_id"])
                 self._taken(self.logins, "sis_user_id", sis_id, but=login["id"])
                 login["sis_user_id"] = sis_id
+                self._index(login)
             if "integration_id" in params:
                 login["integration_id"] = _text(params["integration_id"])
             if "workflow_state" in params:
@@ -492,6 +536,7 @@ class CanvasStore:
             }
             self._course_fields(course, c)
             self.courses[course["id"]] = course
+            self._index(course)
             self._tell("course_created", course)
             return course
 
@@ -504,6 +549,7 @@ class CanvasStore:
                 sis_id = _text(c["sis_course_id"])
                 self._taken(self.courses, "sis_course_id", sis_id, but=course["id"])
                 course["sis_course_id"] = sis_id
+                self._index(course)
             self._course_fields(course, c)
             event = c.get("event")
             states = {
@@ -578,6 +624,7 @@ class CanvasStore:
                 "workflow_state": "active",
             }
             self.sections[section["id"]] = section
+            self._index(section)
             return section
 
     @_writes
@@ -592,6 +639,7 @@ class CanvasStore:
                 sis_id = _text(s["sis_section_id"])
                 self._taken(self.sections, "sis_section_id", sis_id, but=section["id"])
                 section["sis_section_id"] = sis_id
+                self._index(section)
             return section
 
     @_writes
@@ -1082,6 +1130,7 @@ class CanvasStore:
         store._enrollment_of_key = state["enrollment_of_key"]
         store._enrollments_by = state["enrollments_by"]
         store.associations = state["associations"]
+        store._reindex()
         return store
 
     def sizes(self) -> dict[str, int]:
