@@ -194,9 +194,9 @@ class CanvasStore:
                     return obj
             return None
         for oid in sorted(self._by_sis.get(field, {}).get(value, ())):
-            obj = objs.get(oid)
-            if obj is not None and obj.get(field) == value and obj.get("workflow_state") != "deleted":
-                return obj
+            found = objs.get(oid)
+            if found is not None and found.get(field) == value and found.get("workflow_state") != "deleted":
+                return found
         return None
 
     def _index(self, obj: Obj) -> None:
