@@ -1033,6 +1033,10 @@ def demo_cmd(
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds allowed for the pipeline to drain after the live phase.")
     ] = 300.0,
+    lms_rate_limit: Annotated[
+        float | None,
+        typer.Option(help="The LMS simulator's throttle bucket (default Canvas's 700; 0 turns it off)."),
+    ] = None,
 ) -> None:
     """Run the whole pipeline over a generated district on a stack of its own, for --duration
     seconds of live changes, then reconcile every flow against the simulators' ground truth.
@@ -1045,7 +1049,7 @@ def demo_cmd(
         return
     options = DemoOptions(
         users=users, duration_s=duration, keep=keep, sis_rate=sis_rate, activity_speed=activity_speed,
-        sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout,
+        sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout, lms_rate_limit=lms_rate_limit,
     )  # fmt: skip
 
     def emit(summary: dict) -> None:

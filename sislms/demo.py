@@ -82,6 +82,9 @@ class DemoOptions:
     #: the SIS calls the source's /trigger on each change; False: the source polls alone
     #: (every SISLMS_SIS_POLL_INTERVAL_S)
     webhook: bool = True
+    #: the LMS simulator's throttle bucket per token (None: Canvas's 700, about 100 calls a
+    #: second sustained; 0: off, to measure the pipeline without Canvas's rate limit)
+    lms_rate_limit: float | None = None
 
     @property
     def speed(self) -> float:
@@ -234,7 +237,11 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
         if not result.ok:
             raise RuntimeError(f"topology apply failed: {result.failed}")
         supervisor = Supervisor(
-            programs(settings, users=options.users, sis_rate=0.0, webhook=options.webhook), env=env,
+            programs(
+                settings, users=options.users, sis_rate=0.0, webhook=options.webhook,
+                lms_rate_limit=options.lms_rate_limit,
+            ),
+            env=env,
             log_dir=home / "logs",
             report=view.say, die_with_parent=not options.keep,
         )  # fmt: skip
@@ -297,6 +304,7 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "users": opts.users, "duration_s": opts.duration_s, "sis_rate": opts.sis_rate,
         "activity_speed": opts.speed, "sis_changes_found_by": "trigger" if opts.webhook else "polling",
+        "lms_rate_limit": opts.lms_rate_limit,
     }  # fmt: skip
     if synced is None:
         view.say(f"demo: the initial sync did not complete within {opts.sync_deadline_s:.0f} s")

@@ -47,14 +47,18 @@ def programs(
     sis_rate: float = 0.0,
     state: tuple[Path, Path] | None = None,
     webhook: bool = True,
+    lms_rate_limit: float | None = None,
 ) -> list[Program]:
     """The pipeline's programs over a generated district of ``users`` (start order); with
     ``state``, the SIS and LMS simulators keep their state in those files between runs; without
-    ``webhook``, the SIS announces no change and the source finds them by polling alone."""
+    ``webhook``, the SIS announces no change and the source finds them by polling alone;
+    ``lms_rate_limit`` sets the LMS simulator's throttle bucket (None: Canvas's 700; 0: off)."""
     s = settings
     sis_state = ("--state", str(state[0])) if state else ()
     # a pipeline with state runs for days: its LMS simulator keeps no growing ground truth
     lms_state = ("--state", str(state[1]), "--no-truth") if state else ()
+    if lms_rate_limit is not None:
+        lms_state = (*lms_state, "--rate-limit", f"{lms_rate_limit:g}")
 
     def at(port: int, path: str = "/healthz") -> str:
         return f"{_LOCAL}:{port}{path}"
