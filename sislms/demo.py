@@ -40,7 +40,7 @@ from connectors.oneroster.models import ENTITIES, GRADEBOOK_PATH, ROSTERING_PATH
 from sislms.console import View
 from sislms.dashboard import dashboard_password
 from sislms.lms import events_token, lms_token
-from sislms.pipeline import EXTERNAL, Watch, child_env, programs
+from sislms.pipeline import EXTERNAL, Watch, child_env, programs, start_stack
 from sislms.reconcile import (
     FlowReport,
     activity_report,
@@ -57,7 +57,6 @@ from streams.roles.engine import RuleSet
 from streams.roster.desired import Target
 from streams.roster.plan import plan_district
 from streams.settings import Settings
-from streams.topology import apply
 
 __all__ = ["DemoOptions", "demo_settings", "run_demo", "stop_kept_demo"]
 
@@ -228,14 +227,9 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
             shutil.rmtree(home)
             view.say(f"demo: removed the previous demo's state ({home})")
         home.mkdir(parents=True)
-        stack = Stack(settings)
         t_start = time.monotonic()
         view.say("demo: starting its own Kafka, schema registry and PostgreSQL")
-        stack.up()
-        kernel = Kernel(settings)
-        result = apply(kernel.catalog, kernel.admin, kernel.registry, settings.replication_factor_cap)
-        if not result.ok:
-            raise RuntimeError(f"topology apply failed: {result.failed}")
+        stack, kernel = start_stack(settings)
         supervisor = Supervisor(
             programs(
                 settings, users=options.users, sis_rate=0.0, webhook=options.webhook,

@@ -31,11 +31,14 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.oneroster.models import entity
+from sislms.stack import Stack
 from sislms.supervisor import Program
+from sislms.wiring import Kernel
 from streams.kafka import client_config
 from streams.settings import Settings
+from streams.topology import apply
 
-__all__ = ["FLOWS", "Flow", "FlowState", "Latencies", "Watch", "child_env", "programs"]
+__all__ = ["FLOWS", "Flow", "FlowState", "Latencies", "Watch", "child_env", "programs", "start_stack"]
 
 _LOCAL = "http://127.0.0.1"
 
@@ -93,6 +96,18 @@ def programs(
         Program("dashboard", ("dashboard",), ready_url=at(s.dashboard_port)),
         Program("sis-source", ("sis", "sync"), ready_url=at(s.sis_trigger_port)),
     ]
+
+
+def start_stack(settings: Settings) -> tuple[Stack, Kernel]:
+    """The local stack up (what runs already is left alone) and the topology applied; raises
+    :class:`RuntimeError` when the topology cannot be applied."""
+    stack = Stack(settings)
+    stack.up()
+    kernel = Kernel(settings)
+    result = apply(kernel.catalog, kernel.admin, kernel.registry, settings.replication_factor_cap)
+    if not result.ok:
+        raise RuntimeError(f"topology apply failed: {result.failed}")
+    return stack, kernel
 
 
 #: Settings that point a program at services elsewhere: a demo on its own stack drops them.

@@ -26,12 +26,11 @@ import httpx
 
 from sislms.console import View
 from sislms.dashboard import dashboard_password
-from sislms.pipeline import Latencies, Watch, child_env, health, programs
+from sislms.pipeline import Latencies, Watch, child_env, health, programs, start_stack
 from sislms.stack import Stack
 from sislms.supervisor import Supervisor, stop_leftovers
 from sislms.wiring import Kernel
 from streams.settings import Settings
-from streams.topology import apply
 
 __all__ = ["RunOptions", "run_pipeline"]
 
@@ -65,18 +64,15 @@ def run_pipeline(settings: Settings, options: RunOptions) -> int:
             stack = Stack(settings)
             if options.fresh:
                 stack.down()
-                for path in (settings.state_dir,):
-                    if path.exists():
-                        shutil.rmtree(path)
-                view.say(f"--fresh: removed {settings.state_dir}")
+                removed = _remove_state(settings.state_dir)
+                view.say(f"--fresh: removed {settings.state_dir} ({', '.join(removed) or 'nothing'})")
             sis_state, lms_state = state_files(settings)
             resuming = sis_state.exists()
             view.say("stack: starting Kafka, the schema registry and PostgreSQL")
-            stack.up()
-            kernel = Kernel(settings)
-            result = apply(kernel.catalog, kernel.admin, kernel.registry, settings.replication_factor_cap)
-            if not result.ok:
-                view.say(f"topology apply failed: {result.failed}")
+            try:
+                stack, kernel = start_stack(settings)
+            except RuntimeError as exc:
+                view.say(str(exc))
                 return 1
             refusal = _foreign_data(settings, kernel, resuming)
             if refusal:
@@ -109,6 +105,18 @@ def run_pipeline(settings: Settings, options: RunOptions) -> int:
             return 0
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _remove_state(state_dir: Path) -> list[str]:
+    """Everything under the state directory but a demo's (``demo/``: its own stack, maybe kept
+    up); returns what went."""
+    removed = []
+    for path in sorted(state_dir.iterdir()) if state_dir.is_dir() else []:
+        if path.name == "demo":
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed.append(path.name)
+    return removed
 
 
 def _foreign_data(settings: Settings, kernel: Kernel, resuming: bool) -> str | None:
