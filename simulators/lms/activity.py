@@ -107,6 +107,10 @@ class WallClock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 
+    def rebase(self, at: datetime) -> None:
+        """From now on, real time runs from ``at``."""
+        self.start, self._t0 = at, time.monotonic()
+
     def wait_until(self, at: datetime, stop: threading.Event | None = None) -> bool:
         delay = (at - self.now()).total_seconds() / self.speed
         if delay <= 0:
@@ -404,12 +408,17 @@ class ActivityGenerator:
             assert duration_s is not None
             clock = self.clock or WallClock()
             speed = getattr(clock, "speed", 1.0)
-            first = clock.now().astimezone(self.tz).date()
-            end = clock.now() + timedelta(seconds=duration_s * speed)
+            origin = clock.now()
+            first = origin.astimezone(self.tz).date()
+            end = origin + timedelta(seconds=duration_s * speed)
             dates = self._dates(first, until=end.astimezone(self.tz).date())
             deadline = end
         self.clock = clock
         steps = self._plan(dates)
+        if deadline is not None and isinstance(clock, WallClock):
+            # planning a large district takes minutes of real time, simulated days at speed:
+            # the run starts when the plan is ready, at the simulated time it was planned from
+            clock.rebase(origin)
         started = clock.now()
         log.info(
             "activity: %d steps planned over %d days (%s clock)", len(steps), len(dates), type(clock).__name__

@@ -4,6 +4,7 @@ acting user and the simulated time, and keeping a ground truth that matches what
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -185,3 +186,21 @@ def test_wall_clock_mode_plays_live_and_closes_its_sessions() -> None:
     assert all(r.end is not None for r in truth.sessions)
     names = Counter(e[0] for e in sink.events)
     assert names["logged_in"] == names["logged_out"] == len(truth.sessions)
+
+
+def test_a_live_run_whose_planning_takes_long_still_plays_its_whole_window() -> None:
+    s = school(courses=1, students=4)
+    sink = Sink()
+    clock = WallClock(speed=86400 / 0.3, start=MONDAY + timedelta(hours=7))
+    generator = ActivityGenerator(s.store, sink, seed=5, clock=clock, config=ActivityConfig(study_rate=1.0))
+    plan = generator._plan
+
+    def slow_plan(dates):  # type: ignore[no-untyped-def]
+        steps = plan(dates)
+        time.sleep(0.5)  # a large district: the plan is ready after the whole window has passed
+        return steps
+
+    generator._plan = slow_plan  # type: ignore[method-assign]
+    truth = generator.run(duration_s=0.3)
+    assert truth.assignments and truth.sessions  # played from where the plan began, not skipped
+    assert Counter(e[0] for e in sink.events)["logged_in"] == len(truth.sessions)
