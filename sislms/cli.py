@@ -1076,6 +1076,8 @@ def _demo_text(summary: dict) -> str:
         )
     if summary.get("timed_out"):
         lines.append(f"timed out: {summary['timed_out']}")
+    if summary.get("empty_flows"):
+        lines.append(f"nothing to reconcile in: {', '.join(summary['empty_flows'])}")
     letters = summary.get("dead_letters") or {}
     lines.append("dead letters: " + (", ".join(f"{k} {v}" for k, v in letters.items()) or "none"))
     return "\n".join(lines)

@@ -16,7 +16,8 @@ its counts are its own. In order:
 5. **reconcile**: every flow against the simulators' ground truth (:mod:`sislms.reconcile`),
    printed as one JSON document with the endpoints an outside check can use.
 
-It exits 0 only if no flow has anything missing, unexpected or duplicated. With ``keep`` the
+It exits 0 only if no flow has anything missing, unexpected or duplicated, and none is empty
+(a live phase that made no grade or no activity proves nothing about them). With ``keep`` the
 stack and the programs stay up after the summary (``sislms demo --stop`` stops them).
 """
 
@@ -339,9 +340,14 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
             break
     if not reports:
         reports = _reconcile(run, since_seq, t_live)
-    ok = drained and all(r.clean for r in reports.values())
+    # a flow with nothing to compare proves nothing: the live phase made no grade or no activity
+    empty = [name for name, r in reports.items() if r.expected == 0]
+    if empty:
+        view.say(f"demo: nothing to reconcile in {', '.join(empty)}: the run proves nothing there")
+    ok = drained and not empty and all(r.clean for r in reports.values())
     out |= {
         "ok": ok,
+        **({"empty_flows": empty} if empty else {}),
         "initial_sync_s": round(synced, 1),
         "initial_sync_objects": roster.applied,
         "flows": {name: r.as_dict() for name, r in reports.items()},
