@@ -278,7 +278,6 @@ class LiveEventBuilder:
         self.root_account_lti_guid = f"{self.root_account_uuid}.{self.hostname}"
         self._new_uuid = new_uuid or (lambda: str(uuid.uuid4()))
         self._now = now or (lambda: datetime.now(UTC))
-        self._logins: dict[int, Obj] = {}
 
     # --- public ------------------------------------------------------------------------------
 
@@ -438,9 +437,7 @@ class LiveEventBuilder:
         )
 
     def _login(self, user_id: int) -> Obj | None:
-        if user_id not in self._logins and len(self._logins) != len(self.store.logins):
-            self._logins = {login["user_id"]: login for login in self.store.logins.values()}
-        return self._logins.get(user_id)
+        return self.store.login_for(user_id)
 
     def _course_enrollments(self, user_id: int, course_id: int) -> list[Obj]:
         if user_id not in self.store.users:

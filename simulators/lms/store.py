@@ -373,10 +373,15 @@ class CanvasStore:
         return self.users[int(ref)]
 
     def login_of(self, user: Obj) -> Obj:
-        lid = self._login_by_user.get(user["id"])
-        if lid is not None and lid in self.logins:
-            return self.logins[lid]
+        login = self.login_for(user["id"])
+        if login is not None:
+            return login
         return next(login for login in self.logins.values() if login["user_id"] == user["id"])
+
+    def login_for(self, user_id: int) -> Obj | None:
+        """A user's first login by user id (None: no such user, or the root admin), indexed."""
+        lid = self._login_by_user.get(user_id)
+        return self.logins.get(lid) if lid is not None else None
 
     @_writes
     def create_user(self, account_ref: str | int, params: Mapping[str, Any]) -> Obj:

@@ -20,7 +20,6 @@ and never raises into the store.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -51,10 +50,6 @@ class WriteLog:
         self._lock = threading.Lock()
         self._times: dict[str, list[float]] = {}
         self._grades: list[tuple[str, str, float | None, str | None, float]] = []
-        # user id -> login: logins are only ever added (in id order) and changed in place, so
-        # this index stays right and grows from the tail of ``store.logins``.
-        self._logins: dict[int, Obj] = {}
-        self._logins_seen = 0
         self._keys: dict[str, Callable[[Obj], str | None]] = {
             "user_created": self._user_key,
             "user_updated": self._user_key,
@@ -76,8 +71,6 @@ class WriteLog:
         """Listen to ``store``'s changes from now on."""
         with store.lock:
             self.store = store
-            self._logins.clear()
-            self._logins_seen = 0
             if self not in store.listeners:
                 store.listeners.append(self)
         return self
@@ -161,21 +154,6 @@ class WriteLog:
         return f"grade|{sub['assignment_id']}|{sub['user_id']}"
 
     def _user_sis(self, user_id: int) -> str | None:
-        login = self._logins.get(user_id)
-        if login is None:
-            login = self._index_new_logins(user_id)
-        return None if login is None else login["sis_user_id"]
-
-    def _index_new_logins(self, user_id: int) -> Obj | None:
-        """Index the logins added since the last look (``store.login_of`` would scan them all)."""
         assert self.store is not None
-        logins = self.store.logins
-        new = len(logins) - self._logins_seen
-        if new < 0:  # never happens (logins are not removed); start over if it does
-            self._logins.clear()
-            new = len(logins)
-        tail = list(itertools.islice(reversed(logins.values()), new))
-        for login in reversed(tail):  # oldest first: a user's first login wins, as in login_of
-            self._logins.setdefault(login["user_id"], login)
-        self._logins_seen = len(logins)
-        return self._logins.get(user_id)
+        login = self.store.login_for(user_id)  # indexed by the store: no scan of the logins
+        return None if login is None else login["sis_user_id"]
