@@ -134,6 +134,7 @@ class _Run:
     view: View
     supervisor: Supervisor
     watch: Watch
+    kernel: Kernel
     interrupted: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -179,7 +180,6 @@ class _Run:
 
     def plan(self, sis: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Target]:
         """The LMS state the SIS simulator's roster gives through the workers' rules."""
-        kernel = Kernel(self.settings)
         meta = {
             "source": "demo", "sourceChangedAt": datetime.now(UTC), "ingestedAt": datetime.now(UTC),
             "traceId": "demo", "sourceVersion": None,
@@ -187,7 +187,7 @@ class _Run:
         g: dict[str, dict[str, Any]] = {}
         for ent in ENTITIES:
             if ent.name in _ROSTER:
-                schema = kernel.catalog.contract(ent.topic).schema
+                schema = self.kernel.catalog.contract(ent.topic).schema
                 g[ent.name] = {
                     sid: to_record(ent.name, obj, schema, meta=meta)
                     for sid, obj in sis.get(ent.name, {}).items()
@@ -201,12 +201,11 @@ class _Run:
         )  # fmt: skip
 
     def dead_letters(self) -> dict[str, int]:
-        kernel = Kernel(self.settings)
-        names = [t.name for t in kernel.catalog if t.name.startswith("dlq.")]
+        names = [t.name for t in self.kernel.catalog if t.name.startswith("dlq.")]
         return {name: n for name in names if (n := self.watch.records(name))}
 
     def activity_rows(self) -> list[tuple[str, float]]:
-        dsn = Kernel(self.settings).endpoints.postgres_dsn
+        dsn = self.kernel.endpoints.postgres_dsn
         schema = self.settings.analytics_schema
         with psycopg.connect(dsn) as conn:
             rows = conn.execute(
@@ -243,7 +242,7 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
         watch = Watch(
             settings, kernel.endpoints.kafka_bootstrap, f"http://127.0.0.1:{settings.simulator_port}"
         )
-        run = _Run(settings, options, view, supervisor, watch)
+        run = _Run(settings, options, view, supervisor, watch, kernel)
         previous = signal.signal(signal.SIGINT, lambda *_: run.interrupted.set())
         signal.signal(signal.SIGTERM, lambda *_: run.interrupted.set())
         try:
@@ -373,7 +372,8 @@ def _reconcile(run: _Run, since_seq: int, t_live: float) -> dict[str, FlowReport
     sis = run.sis_state()
     lms_state = run.get(f"{run.lms}/_sim/state")
     truth = run.get(f"{run.lms}/_sim/truth")
-    changes = run.get(f"{run.sis}/_sim/changes", since=since_seq)["changes"]
+    all_changes = run.get(f"{run.sis}/_sim/changes")["changes"]
+    changes = [c for c in all_changes if int(c["seq"]) > since_seq]  # the live phase's
 
     rostering = roster_report(run.plan(sis), lms_state)
     rostering.latency, without = roster_latency(changes, sis, truth["writes"], t_live)
@@ -381,7 +381,6 @@ def _reconcile(run: _Run, since_seq: int, t_live: float) -> dict[str, FlowReport
     rostering.detail["sis_changes_without_lms_effect"] = without
 
     prefix = run.settings.passback_id_prefix
-    all_changes = run.get(f"{run.sis}/_sim/changes")["changes"]
     result_changes = [c for c in all_changes if c["collection"] == "results"]
     grades = grades_report(
         truth["grades"], sis.get("results", {}).values(), result_changes, prefix, truth["events"]["delivered"]

@@ -38,7 +38,7 @@ from streams.kafka import client_config
 from streams.settings import Settings
 from streams.topology import apply
 
-__all__ = ["FLOWS", "Flow", "FlowState", "Latencies", "Watch", "child_env", "programs", "start_stack"]
+__all__ = ["Flow", "FlowState", "Latencies", "Watch", "child_env", "flows", "programs", "start_stack"]
 
 _LOCAL = "http://127.0.0.1"
 
@@ -148,9 +148,6 @@ def flows(settings: Settings) -> list[Flow]:
         Flow("assignment work", "sislms-work"),
         Flow("analytics store", "sislms-analytics"),
     ]
-
-
-FLOWS = flows
 
 
 @dataclass
