@@ -1027,6 +1027,13 @@ def demo_cmd(
         float | None,
         typer.Option(help="Simulated seconds of school activity a second (default: 3 days in --duration)."),
     ] = None,
+    activity_rate: Annotated[
+        float,
+        typer.Option(
+            help="Cap on the activity, in Live Events a second over --duration: more plays a share of "
+            "the classes (0: no cap)."
+        ),
+    ] = 250.0,
     sync_timeout: Annotated[
         float | None, typer.Option(help="Seconds allowed for the initial sync (default 600 + 0.2/user).")
     ] = None,
@@ -1049,7 +1056,8 @@ def demo_cmd(
         return
     options = DemoOptions(
         users=users, duration_s=duration, keep=keep, sis_rate=sis_rate, activity_speed=activity_speed,
-        sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout, lms_rate_limit=lms_rate_limit,
+        activity_rate=activity_rate, sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout,
+        lms_rate_limit=lms_rate_limit,
     )  # fmt: skip
 
     def emit(summary: dict) -> None:

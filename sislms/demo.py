@@ -10,7 +10,11 @@ its counts are its own. In order:
    SIS simulator's roster gives through the rules, and every consumer group has caught up;
 3. **live**: for ``duration`` seconds the SIS simulator makes changes (``sis_rate`` a second,
    announced to the source by its webhook) and the LMS simulator plays school activity on a wall
-   clock ``activity_speed`` times faster than real time, its Live Events sent to the receiver;
+   clock ``activity_speed`` times faster than real time, its Live Events sent to the receiver.
+   The activity is capped at ``activity_rate`` events a second over the live phase: a district
+   whose three school days would make more plays them in a share of its classes (reported as
+   ``activity_course_share``), so that the LMS simulator sends events as they are made instead
+   of queueing them, and latency from the LMS change means what it says;
 4. **drain**: the generators stop; the demo waits until every group has caught up and the
    targets reconcile (or ``drain_timeout`` passes);
 5. **reconcile**: every flow against the simulators' ground truth (:mod:`sislms.reconcile`),
@@ -77,6 +81,9 @@ class DemoOptions:
     #: simulated seconds of school activity per real second (default: three days over the live
     #: phase, so that work is handed in and graded)
     activity_speed: float | None = None
+    #: a cap on the activity, in Live Events a second over the live phase (about what one LMS
+    #: simulator process sends beside the pipeline on two cores, with room); 0: no cap
+    activity_rate: float = 250.0
     sync_timeout_s: float | None = None  #: default: 600 s + 0.2 s per user
     drain_timeout_s: float = 300.0
     #: the SIS calls the source's /trigger on each change; False: the source polls alone
@@ -89,6 +96,10 @@ class DemoOptions:
     @property
     def speed(self) -> float:
         return self.activity_speed or 3 * 86_400 / max(1.0, self.duration_s)
+
+    @property
+    def activity_max_steps(self) -> int | None:
+        return max(1, int(self.duration_s * self.activity_rate)) if self.activity_rate > 0 else None
 
     @property
     def sync_deadline_s(self) -> float:
@@ -297,7 +308,8 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
             break
     out: dict[str, Any] = {
         "users": opts.users, "duration_s": opts.duration_s, "sis_rate": opts.sis_rate,
-        "activity_speed": opts.speed, "sis_changes_found_by": "trigger" if opts.webhook else "polling",
+        "activity_speed": opts.speed, "activity_rate_cap": opts.activity_rate or None,
+        "sis_changes_found_by": "trigger" if opts.webhook else "polling",
         "lms_rate_limit": opts.lms_rate_limit,
     }  # fmt: skip
     if synced is None:
@@ -313,7 +325,9 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     since_seq = int(run.get(f"{run.sis}/_sim/health")["lastSeq"])
     t_live = time.time()
     run.post(f"{run.sis}/_sim/generator", {"rate": opts.sis_rate})
-    activity = {"duration_s": opts.duration_s, "speed": opts.speed, "seed": 7}
+    activity: dict[str, Any] = {"duration_s": opts.duration_s, "speed": opts.speed, "seed": 7}
+    if opts.activity_max_steps is not None:
+        activity["max_steps"] = opts.activity_max_steps
     run.post(f"{run.lms}/_sim/activity", activity)
     view.say(
         f"demo: live for {opts.duration_s:.0f} s: {opts.sis_rate:g} SIS changes/s, school activity "
@@ -347,6 +361,7 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     out |= {
         "ok": ok,
         **({"empty_flows": empty} if empty else {}),
+        "activity_course_share": _course_share(run),
         "initial_sync_s": round(synced, 1),
         "initial_sync_objects": roster.applied,
         "flows": {name: r.as_dict() for name, r in reports.items()},
@@ -356,6 +371,12 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     if not drained:
         out["timed_out"] = "drain"
     return out
+
+
+def _course_share(run: _Run) -> float | None:
+    """The share of the district's classes the live activity played (1.0: all of them)."""
+    shares = run.get(f"{run.lms}/_sim/activity/status").get("course_shares") or []
+    return round(min(shares), 4) if shares else None
 
 
 def _lms_busy(run: _Run) -> bool:

@@ -29,6 +29,7 @@ import math
 import random
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,11 @@ _KINDS = (("Homework", 10.0), ("Quiz", 20.0), ("Lab Report", 50.0), ("Essay", 10
 
 def _store_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _draw(seed: int, course_id: int) -> float:
+    """A course's place in [0, 1) for a seed, the same on every plan of a run."""
+    return zlib.crc32(f"{seed}/{course_id}".encode()) / 2**32
 
 
 def _secs(seconds: float) -> timedelta:
@@ -354,6 +360,10 @@ class ActivityGenerator:
         clock: :class:`SimClock` (default: starting so that the run ends about today) or
             :class:`WallClock`.
         config: the school's rates and rhythms.
+        max_steps: a cap on the run's steps (about one Live Event each): when the whole
+            district's plan is bigger, the plan is made again over a share of the courses
+            (chosen by the seed) sized to fit, so that a bounded run (a demo) plays whole school
+            days in fewer classes rather than fewer days. None: no cap.
     """
 
     def __init__(
@@ -364,7 +374,10 @@ class ActivityGenerator:
         seed: int = 7,
         clock: Clock | None = None,
         config: ActivityConfig | None = None,
+        max_steps: int | None = None,
     ) -> None:
+        if max_steps is not None and max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
         self.store = store
         self.events = events
         self.seed = seed
@@ -378,6 +391,8 @@ class ActivityGenerator:
         self._submitted: set[tuple[int, int]] = set()
         self._assignments: list[_Assignment] = []
         self._ran = False
+        self.max_steps = max_steps
+        self.course_share = 1.0  #: the share of the courses played (below 1 when capped)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -415,6 +430,8 @@ class ActivityGenerator:
             deadline = end
         self.clock = clock
         steps = self._plan(dates)
+        if self.max_steps is not None and len(steps) > self.max_steps:
+            steps = self._plan_within(dates, len(steps), self.max_steps)
         if deadline is not None and isinstance(clock, WallClock):
             # planning a large district takes minutes of real time, simulated days at speed:
             # the run starts when the plan is ready, at the simulated time it was planned from
@@ -433,6 +450,26 @@ class ActivityGenerator:
         return self.truth
 
     # --- planning ----------------------------------------------------------------------------
+
+    def _plan_within(self, dates: list[date], planned: int, max_steps: int) -> list[_Step]:
+        """The plan again over a share of the courses, shrunk until it fits ``max_steps``
+        (students' sessions shrink more slowly than the share: a student keeps them while any
+        of their courses is played, so a few rounds may be needed)."""
+        steps: list[_Step] = []
+        size = planned
+        for _ in range(6):
+            self.course_share *= 0.95 * max_steps / size
+            self._rng, self._seq = random.Random(f"{self.seed}/share/{self.course_share}"), 0
+            steps = self._plan(dates)
+            size = len(steps)
+            if size <= max_steps:
+                break
+        log.info(
+            "activity: %d steps planned for the whole district, over max_steps %d: %.2f%% of the "
+            "courses played (%d steps)",
+            planned, max_steps, 100 * self.course_share, size,
+        )  # fmt: skip
+        return steps
 
     def _default_start(self, school_days: int) -> datetime:
         """Local midnight so that ``school_days`` school days end yesterday."""
@@ -477,10 +514,13 @@ class ActivityGenerator:
                 students[e["course_id"]].append(e["user_id"])
         self._sis = {login["user_id"]: login["sis_user_id"] for login in self.store.logins.values()}
         out = []
+        first = min(self.store.courses, key=lambda cid: _draw(self.seed, cid), default=None)
         for cid in sorted(self.store.courses):
             course = self.store.courses[cid]
             if course["workflow_state"] == "deleted" or not students.get(cid):
                 continue
+            if self.course_share < 1.0 and _draw(self.seed, cid) >= self.course_share and cid != first:
+                continue  # not in the share of the courses a capped run plays (never none)
             n = self.config.files_per_course
             files = [(cid * 1000 + k + 1, _FILE_NAMES[k % len(_FILE_NAMES)]) for k in range(n)]
             kids = sorted(set(students[cid]))
@@ -559,6 +599,9 @@ class ActivityGenerator:
                     a.missing.append(student)
 
         # Students' sessions: one a day when something is due, else now and then.
+        set_in: dict[int, list[_Assignment]] = defaultdict(list)  # course id -> its work, in order
+        for a in assignments:
+            set_in[a.course.course["id"]].append(a)
         courses_of: dict[int, list[_Course]] = defaultdict(list)
         for course in roster:
             for student in course.students:
@@ -572,7 +615,7 @@ class ActivityGenerator:
                     continue
                 hour = rng.uniform(15.0, 21.0) if todo else rng.uniform(8.0, 21.5)
                 session = self._session(student, "student", self._at(day, hour))
-                handed_in += self._student_session(session, courses_of[student], assignments, todo, steps)
+                handed_in += self._student_session(session, courses_of[student], set_in, todo, steps)
 
         # Teachers grade in an afternoon session a day or more later; some missing work gets a zero.
         grading: dict[tuple[int, date], list[tuple[_Assignment, int, float | None]]] = defaultdict(list)
@@ -620,7 +663,7 @@ class ActivityGenerator:
         self,
         session: _Session,
         courses: list[_Course],
-        assignments: list[_Assignment],
+        set_in: dict[int, list[_Assignment]],
         todo: list[_Assignment],
         steps: list[_Step],
     ) -> list[tuple[_Assignment, int, datetime]]:
@@ -645,7 +688,7 @@ class ActivityGenerator:
                 continue
             course = main if rng.random() < 0.8 else rng.choice(courses)
             cid = course.course["id"]
-            visible = [a for a in assignments if a.course is course and a.created < t]
+            visible = [a for a in set_in.get(cid, ()) if a.created < t]
             roll = rng.random()
             if visible and roll < 0.35:
                 a = rng.choice(visible)

@@ -16,9 +16,10 @@ and Live Events emitter):
 
 - ``POST /_sim/activity``: ``{"days": 5, "seed": 7}`` plays that many simulated school days (in
   seconds); ``{"duration_s": 60, "speed": 120, "seed": 7}`` plays live for 60 wall-clock seconds,
-  simulated time running 120 times faster from now. 202 ``{"started": true, ...the run}``; 400
+  simulated time running 120 times faster from now; ``"max_steps": N`` caps a run's steps (about one
+  Live Event each) by playing a share of the courses. 202 ``{"started": true, ...the run}``; 400
   ``{"error": reason}`` for a bad body (both or neither of days and duration_s, a non-number,
-  days < 1, duration_s or speed <= 0, an unknown field).
+  days < 1, duration_s or speed <= 0, max_steps < 1, an unknown field).
 - ``GET /_sim/activity``: ``[totals, ...]``, one per run
   (:meth:`~simulators.lms.activity.GroundTruth.totals`).
 - ``GET /_sim/activity/status``: ``{"runs": [totals, ...], "running": bool, "events": {...}}``

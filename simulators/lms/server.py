@@ -140,8 +140,9 @@ class LmsSimulator:
         """``POST /_sim/activity``: ``{"days": 5, "seed": 7}`` plays that many simulated school
         days (a simulated clock, done in seconds); ``{"duration_s": 60, "speed": 120, "seed": 7}``
         plays live for that many wall-clock seconds, simulated time running ``speed`` times
-        faster from now. Over the courses the store holds now, in a thread; its Live Events go
-        out. 400 with the reason for a bad body."""
+        faster from now; ``"max_steps": N`` caps either (a share of the courses is played).
+        Over the courses the store holds now, in a thread; its Live Events go out. 400 with the
+        reason for a bad body."""
         try:
             body = await request.json() if request.can_read_body else {}
         except ValueError:
@@ -151,7 +152,9 @@ class LmsSimulator:
         except ValueError as exc:
             return _bad(str(exc))
         clock = WallClock(speed=answer["speed"]) if "duration_s" in run else None
-        generator = ActivityGenerator(self.store, self.emitter, seed=answer["seed"], clock=clock)
+        generator = ActivityGenerator(
+            self.store, self.emitter, seed=answer["seed"], clock=clock, max_steps=answer.get("max_steps")
+        )
         self.activity.append(generator)
         thread = threading.Thread(
             target=self._run_activity, args=(generator, run), name="lms-activity", daemon=True
@@ -171,11 +174,20 @@ class LmsSimulator:
         return web.json_response([g.truth.totals() for g in list(self.activity)])
 
     async def _status(self, request: web.Request) -> web.Response:
-        """``GET /_sim/activity/status``: ``{"runs": [totals, ...], "running": bool, "events":
-        the emitter's counts}``; small, to poll until everything is played and answered."""
-        runs = [g.truth.totals() for g in list(self.activity)]
+        """``GET /_sim/activity/status``: ``{"runs": [totals, ...], "course_shares": [share, ...],
+        "running": bool, "events": the emitter's counts}``; small, to poll until everything is
+        played and answered. A run's course share is below 1 when ``max_steps`` capped it."""
+        generators = list(self.activity)
+        runs = [g.truth.totals() for g in generators]
         events = self.emitter.counts() if self.emitter is not None else {}
-        return web.json_response({"runs": runs, "running": self.activity_running, "events": events})
+        return web.json_response(
+            {
+                "runs": runs,
+                "course_shares": [g.course_share for g in generators],
+                "running": self.activity_running,
+                "events": events,
+            }
+        )
 
     async def _truth(self, request: web.Request) -> web.Response:
         """``GET /_sim/truth``: :meth:`truth`, built and encoded off the event loop (it can be tens
@@ -252,23 +264,29 @@ def _activity_request(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     ValueError with the reason."""
     if not isinstance(body, dict):
         raise ValueError('expected {"days": N, "seed": S} or {"duration_s": S, "speed": K, "seed": N}')
-    unknown = sorted(set(body) - {"days", "duration_s", "speed", "seed"})
+    unknown = sorted(set(body) - {"days", "duration_s", "speed", "seed", "max_steps"})
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}: expected days or duration_s, speed, seed")
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)}: expected days or duration_s, speed, seed, max_steps"
+        )
     if ("days" in body) == ("duration_s" in body):
         raise ValueError("give either days (simulated school days) or duration_s (a live run), not both")
     seed = int(_number(body, "seed", integer=True)) if "seed" in body else 7
+    max_steps = int(_number(body, "max_steps", integer=True)) if "max_steps" in body else None
+    if max_steps is not None and max_steps < 1:
+        raise ValueError("max_steps must be >= 1")
+    capped = {} if max_steps is None else {"max_steps": max_steps}
     if "days" in body:
         if "speed" in body:
             raise ValueError("speed goes with duration_s (a live run), not with days")
         days = int(_number(body, "days", integer=True))
         if days < 1:
             raise ValueError("days must be >= 1")
-        return {"days": days}, {"days": days, "seed": seed}
+        return {"days": days}, {"days": days, "seed": seed, **capped}
     duration_s = _number(body, "duration_s")
     if duration_s <= 0:
         raise ValueError("duration_s must be > 0")
     speed = _number(body, "speed") if "speed" in body else 1.0
     if speed <= 0:
         raise ValueError("speed must be > 0")
-    return {"duration_s": duration_s}, {"duration_s": duration_s, "speed": speed, "seed": seed}
+    return {"duration_s": duration_s}, {"duration_s": duration_s, "speed": speed, "seed": seed, **capped}

@@ -31,8 +31,11 @@ def _enroll(store: CanvasStore, course: Obj, user: Obj, kind: str) -> Obj:
     return store.enroll(course_ref=course["id"], section_ref=None, params=params)
 
 
-def school(store: CanvasStore | None = None, *, courses: int = 2, students: int = 6) -> School:
-    """``courses`` courses, each with its own teacher and every student enrolled."""
+def school(
+    store: CanvasStore | None = None, *, courses: int = 2, students: int = 6, per_student: int | None = None
+) -> School:
+    """``courses`` courses, each with its own teacher and every student enrolled (or, with
+    ``per_student``, each student in that many courses, in turn)."""
     store = store or CanvasStore()
     account = store.create_sub_account(1, {"name": "High School", "sis_account_id": "org-hs"})
     out = School(store, account)
@@ -46,7 +49,10 @@ def school(store: CanvasStore | None = None, *, courses: int = 2, students: int 
         out.teachers.append(teacher)
     for s in range(students):
         student = _user(store, f"S{s}")
-        for course in out.courses:
+        taken = out.courses
+        if per_student is not None:
+            taken = [out.courses[(s * per_student + k) % courses] for k in range(per_student)]
+        for course in taken:
             _enroll(store, course, student, "StudentEnrollment")
         out.students.append(student)
     return out

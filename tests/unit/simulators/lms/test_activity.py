@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+import pytest
+
 from simulators.lms.activity import ActivityConfig, ActivityGenerator, GroundTruth, SimClock, WallClock
 from simulators.lms.live_events import Asset, LiveEventBuilder, event_time
 from simulators.lms.store import CanvasStore
@@ -204,3 +206,41 @@ def test_a_live_run_whose_planning_takes_long_still_plays_its_whole_window() -> 
     truth = generator.run(duration_s=0.3)
     assert truth.assignments and truth.sessions  # played from where the plan began, not skipped
     assert Counter(e[0] for e in sink.events)["logged_in"] == len(truth.sessions)
+
+
+def _steps(days: int = 5, **kw: Any) -> tuple[ActivityGenerator, list[Any], School]:
+    s = school(courses=20, students=60, per_student=3)
+    builder = LiveEventBuilder(s.store, "canvas")
+    changes: list[Any] = []
+    s.store.listeners.append(lambda name, obj: changes.append(builder.build(name, obj)))
+    sink = Sink()
+    gen = ActivityGenerator(s.store, sink, seed=3, clock=SimClock(MONDAY), **kw)
+    gen.run(days=days)
+    return gen, [*sink.events, *(c for c in changes if c is not None)], s
+
+
+def test_max_steps_plays_whole_days_in_a_share_of_the_courses() -> None:
+    full, full_events, _ = _steps()
+    assert full.course_share == 1.0
+    cap = len(full_events) // 4
+    capped, events, s = _steps(max_steps=cap)
+    assert 0 < capped.course_share < 0.5
+    # about the cap (a step is about one event), far below the whole district's
+    assert 0.3 * cap < len(events) < 1.2 * cap
+    played = {a.course_id for a in capped.truth.assignments}
+    assert 0 < len(played) < len(s.courses)
+    # still whole school days in the courses played: work set, handed in, graded
+    totals = capped.truth.totals()
+    assert totals["assignments"] > 0 and totals["on_time"] > 0 and totals["grades"] > 0
+    assert {g.course_id for g in capped.truth.grades} <= played
+    # the same cap and seed give the same run
+    again, events_again, _ = _steps(max_steps=cap)
+    assert again.truth.as_dict() == capped.truth.as_dict() and len(events_again) == len(events)
+    # a cap above the plan changes nothing
+    roomy, _, _ = _steps(max_steps=10 * len(full_events))
+    assert roomy.course_share == 1.0 and roomy.truth.as_dict() == full.truth.as_dict()
+
+
+def test_max_steps_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_steps"):
+        ActivityGenerator(CanvasStore(), max_steps=0)

@@ -51,6 +51,8 @@ def _until_idle(client: httpx.Client, timeout: float = 20.0) -> dict[str, Any]:
         ({"duration_s": 5, "speed": None}, "speed must be a number"),
         ({"duration_s": 5, "seed": "x"}, "seed must be a number"),
         ({"duration": 5}, "unknown field(s) duration"),
+        ({"duration_s": 5, "max_steps": 0}, "max_steps must be >= 1"),
+        ({"days": 1, "max_steps": 2.5}, "whole number"),
         ([3], "expected"),
     ],
 )
@@ -60,7 +62,9 @@ def test_a_bad_activity_body_is_400_with_the_reason(sim: LmsSimulator, body: Any
         assert response.status_code == 400
         assert reason in response.json()["error"]
         assert client.post("/_sim/activity", content=b"{nope").json()["error"] == "the body is not JSON"
-        assert client.get("/_sim/activity/status").json() == {"runs": [], "running": False, "events": {}}
+        assert client.get("/_sim/activity/status").json() == {
+            "runs": [], "course_shares": [], "running": False, "events": {}
+        }  # fmt: skip
     assert sim.activity == []
 
 
