@@ -12,6 +12,9 @@ truth (:mod:`sislms.reconcile`). Reported:
 - SIS change to LMS effect (trigger, polling), grade in the LMS to result in the SIS, and a
   learning-activity event to its row in PostgreSQL: p50 and p99 over the live phase;
 - each program's peak memory (resident, with its children);
+- the nightly batch it replaces, for comparison (with the trigger run, on its stack after the
+  reconciliation): the SIS's whole roster exported as a OneRoster CSV bundle and loaded again
+  through the CSV source, timed until the pipeline has read it (it changes nothing: checked);
 - whether every flow reconciled clean (nothing missing, unexpected or duplicated).
 
 Nothing is asserted: a run that does not reconcile is reported as such, with its counts.
@@ -96,6 +99,22 @@ def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
                 note=_latency_note(activity, " events") + _from_send(activity),
             )
         )  # fmt: skip
+    batch = summary.get("batch_baseline")
+    if batch:
+        total = batch["total_s"]
+        out.append(
+            Measurement(
+                "pipeline",
+                f"batch baseline: nightly full re-import of the roster as OneRoster CSV ({label})",
+                "records/s", batch["records"], [Run(batch["records"], total)],
+                note=(
+                    f"{total:.0f} s: export {batch['export_s']} s, load {batch['load_s']} s, pipeline "
+                    f"{batch['pipeline_s']} s; {batch['provisioning_commands']} provisioning command(s), "
+                    f"{'LMS unchanged' if batch['unchanged'] else 'LMS CHANGED'}; a change waits for the "
+                    "next night: up to 24 h"
+                ),
+            )
+        )  # fmt: skip
     if mode == "trigger":
         peaks = summary.get("processes", {})
         total = sum(p["peak_rss_mb"] for p in peaks.values())
@@ -118,7 +137,8 @@ def run_pipeline(
     for users in sizes:
         for mode in modes:
             log.info("pipeline: demo of %d users, changes by %s, %s s live", users, mode, duration_s)
-            options = DemoOptions(users=users, duration_s=duration_s, webhook=mode == "trigger")
+            trigger = mode == "trigger"
+            options = DemoOptions(users=users, duration_s=duration_s, webhook=trigger, batch_baseline=trigger)
             got: list[dict[str, Any]] = []
             code = run_demo(kernel.settings, options, got.append)
             summary = got[0] if got else {"users": users, "duration_s": duration_s, "ok": False}

@@ -1044,6 +1044,14 @@ def demo_cmd(
         float | None,
         typer.Option(help="The LMS simulator's throttle bucket (default Canvas's 700; 0 turns it off)."),
     ] = None,
+    batch_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--batch-baseline",
+            help="After reconciling, time a nightly full re-import: the SIS exported as OneRoster CSV and "
+            "loaded again.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline over a generated district on a stack of its own, for --duration
     seconds of live changes, then reconcile every flow against the simulators' ground truth.
@@ -1057,7 +1065,7 @@ def demo_cmd(
     options = DemoOptions(
         users=users, duration_s=duration, keep=keep, sis_rate=sis_rate, activity_speed=activity_speed,
         activity_rate=activity_rate, sync_timeout_s=sync_timeout, drain_timeout_s=drain_timeout,
-        lms_rate_limit=lms_rate_limit,
+        lms_rate_limit=lms_rate_limit, batch_baseline=batch_baseline,
     )  # fmt: skip
 
     def emit(summary: dict) -> None:
@@ -1088,6 +1096,12 @@ def _demo_text(summary: dict) -> str:
         lines.append(f"nothing to reconcile in: {', '.join(summary['empty_flows'])}")
     letters = summary.get("dead_letters") or {}
     lines.append("dead letters: " + (", ".join(f"{k} {v}" for k, v in letters.items()) or "none"))
+    if b := summary.get("batch_baseline"):
+        lines.append(
+            f"batch baseline (nightly CSV re-import): {b['records']:,} records, export {b['export_s']} s, "
+            f"load {b['load_s']} s, pipeline {b['pipeline_s']} s; {b['provisioning_commands']} command(s), "
+            f"{'unchanged' if b['unchanged'] else 'CHANGED'}"
+        )
     return "\n".join(lines)
 
 

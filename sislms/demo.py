@@ -59,6 +59,7 @@ from sislms.supervisor import Supervisor, stop_leftovers
 from sislms.wiring import Kernel
 from streams.endpoints import mask_dsn
 from streams.roles.engine import RuleSet
+from streams.roster.app import RosterTopics
 from streams.roster.desired import Target
 from streams.roster.plan import plan_district
 from streams.settings import Settings
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 #: The demo's local ports are the settings' plus this (its own Kafka, registry, PostgreSQL...).
 PORT_SHIFT = 100
 _ROSTER = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments")
+#: what a nightly SIS-to-LMS batch carries: the roster and the demographics
+_NIGHTLY = (*_ROSTER, "demographics")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class DemoOptions:
     #: the LMS simulator's throttle bucket per token (None: Canvas's 700, about 100 calls a
     #: second sustained; 0: off, to measure the pipeline without Canvas's rate limit)
     lms_rate_limit: float | None = None
+    #: after the reconciliation, today's nightly batch for comparison: the SIS's whole state
+    #: exported as a OneRoster CSV bundle and loaded again (``batch_baseline`` in the JSON)
+    batch_baseline: bool = False
 
     @property
     def speed(self) -> float:
@@ -370,6 +376,69 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
     }
     if not drained:
         out["timed_out"] = "drain"
+    elif opts.batch_baseline:
+        out["batch_baseline"] = _batch_baseline(run)
+        out["ok"] = out["ok"] and out["batch_baseline"]["unchanged"]
+    return out
+
+
+def _batch_baseline(run: _Run) -> dict[str, Any]:
+    """Today's nightly batch, for comparison: the SIS's whole current roster (the rostering
+    collections: the gradebook goes the other way, LMS to SIS) exported as a OneRoster CSV
+    bundle and loaded again through the CSV source, as a nightly full re-import does. The
+    pipeline then finds what changed, which is nothing: the streaming path applied every change
+    already. Timed: the export, the load, and until every consumer group has caught up.
+    Checked: no provisioning command was made and the LMS still equals the plan."""
+    import tempfile
+
+    from connectors.oneroster.csv import write_bundle
+    from sislms.sis import build_csv_source
+
+    view, watch = run.view, run.watch
+    view.say("demo: batch baseline: the SIS exported as a OneRoster CSV bundle and loaded again")
+    commands_before = watch.records(RosterTopics().provisioning)
+    with tempfile.TemporaryDirectory(prefix="sislms-nightly-") as tmp:
+        t0 = time.monotonic()
+        state = run.get(f"{run.sis}/_sim/state")
+        bundle = Path(tmp) / "oneroster"
+        write_bundle({name: state.get(name, []) for name in _NIGHTLY}, bundle)
+        t_export = time.monotonic() - t0
+        size = sum(f.stat().st_size for f in bundle.iterdir())
+        t1 = time.monotonic()
+        source = build_csv_source(run.settings, "nightly", run.kernel, state_dir=Path(tmp), only=_NIGHTLY)
+        try:
+            report = source.load(bundle)
+        finally:
+            source.writer.producer.close()  # flushed by the load; the stack may go down next
+        t_load = time.monotonic() - t1
+    t2 = time.monotonic()
+    deadline = t2 + 1800.0
+    while time.monotonic() < deadline:
+        run.wait(2.0, "batch baseline: the pipeline reads the re-import")
+        if run.caught_up():
+            break
+    caught_up = run.caught_up()
+    t_apply = time.monotonic() - t2
+    commands = watch.records(RosterTopics().provisioning) - commands_before
+    roster = roster_report(run.plan(run.sis_state()), run.get(f"{run.lms}/_sim/state"))
+    records = sum(report.upserts.values()) + sum(report.deletes.values())
+    out = {
+        "records": records,
+        "rejected": len(report.rejected),
+        "bundle_mb": round(size / 2**20, 1),
+        "export_s": round(t_export, 1),
+        "load_s": round(t_load, 1),
+        "pipeline_s": round(t_apply, 1),
+        "total_s": round(t_export + t_load + t_apply, 1),
+        "caught_up": caught_up,
+        "provisioning_commands": commands,
+        "lms_equals_plan": roster.clean,
+        "unchanged": caught_up and commands == 0 and roster.clean and not report.rejected,
+    }
+    view.say(
+        f"demo: batch baseline: {records:,} records exported in {t_export:.1f} s, loaded in {t_load:.1f} s, "
+        f"read by the pipeline in {t_apply:.1f} s; {commands} provisioning command(s) made"
+    )
     return out
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,6 +109,9 @@ class Provisioner:
         self.ids = ids
         self.root = root_account
         self.unenroll_task = unenroll_task
+        #: (kind, SIS id) -> whether that object's own command is on its way (the sink sets it):
+        #: then a command needing it waits without a look-up
+        self.awaited: Callable[[str, str], bool] | None = None
         self._roles: dict[tuple[str, str], int] = {}
         self._roles_lock = threading.Lock()
 
@@ -152,6 +155,8 @@ class Provisioner:
         mapped = self.ids.get(kind, sis_id)
         if mapped is not None:
             return mapped
+        if self.awaited is not None and self.awaited(kind, sis_id):
+            raise DependencyMissing(kind, sis_id)  # its own command is on its way: no look-up
         found = self._get(self._lookup_path(kind, sis_id))
         if found is None:
             raise DependencyMissing(kind, sis_id)

@@ -60,6 +60,8 @@ STAGE = "lms_sink"
 #: of waiting enrollments must not spend Canvas's rate limit on lookups); looking again by
 #: itself only finds objects made outside the sink meanwhile, and decides the dead letter.
 _DEPENDENCY_LOOK_S = 30.0
+#: the kinds of object a command may wait for
+_KINDS = ("account", "term", "course", "section", "user")
 _COMMANDS = PromCounter(
     "sislms_lms_sink_commands", "Provisioning commands handled, by action and outcome", ["action", "outcome"]
 )
@@ -304,6 +306,12 @@ class CanvasSink:
         #: (kind, SIS id) -> the (lane, key) of commands waiting for that object
         self._waiters: dict[tuple[str, str], set[tuple[int, bytes | None]]] = {}
         self._waiters_lock = threading.Lock()
+        #: target SIS id (the command's key) -> commands taken for it and not yet finished: a
+        #: dependency whose own command is among them is waited for without asking Canvas
+        self._queued: Counter[bytes | None] = Counter()
+        self._queued_lock = threading.Lock()
+        self._current = threading.local()  # the key of the command a lane is applying
+        provisioner.awaited = self._awaited
         self._lanes = [_Lane(i, self._handle, self._stopping) for i in range(lanes)]
         self._paused = False
         self._errors: list[str] = []
@@ -313,6 +321,7 @@ class CanvasSink:
     def _handle(self, item: _Item) -> float | None:
         """Apply one command; None when it is handled (its outcome queued), else seconds to wait."""
         item.attempts += 1
+        self._current.key = item.key
         try:
             value = self.serdes[self.commands_topic].decode(item.value)
         except SkippableError as exc:
@@ -380,6 +389,16 @@ class CanvasSink:
             return 0.0
         return max(_DEPENDENCY_LOOK_S, self.dependency_wait_s)
 
+    def _awaited(self, kind: str, sis_id: str) -> bool:
+        """Whether a command for ``sis_id`` (other than the one this lane applies) is taken and
+        not finished: the object it needs is on its way, so Canvas is not asked for it. In a
+        first load most enrollments come before their user is made; looking each one up spent
+        a call of Canvas's rate limit on a certain 404."""
+        key = encode_key(sis_id)
+        mine = 1 if getattr(self._current, "key", None) == key else 0
+        with self._queued_lock:
+            return self._queued.get(key, 0) > mine
+
     def _wait_on(self, kind: str, sis_id: str, item: _Item) -> None:
         with self._waiters_lock:
             self._waiters.setdefault((kind, sis_id), set()).add((item.lane, item.key))
@@ -433,6 +452,7 @@ class CanvasSink:
         self, item: _Item, results: list[dict[str, Any]], error: SkippableError | None = None
     ) -> None:
         """Queue the outcome (and the dead letter); the offset is done when the broker has them."""
+        self._unqueue(item.key)
         item.pending = len(results) + (error is not None)
         if item.pending == 0:
             self._offsets.done(item)
@@ -457,6 +477,20 @@ class CanvasSink:
             self.dead_letters.send(
                 self.stage, error, key=item.key, value=item.value, source=position, on_delivery=delivered
             )
+
+    def _unqueue(self, key: bytes | None) -> None:
+        """A command for ``key`` is finished; once none is left, whatever waits on that SIS id
+        (of any kind) looks again: the object may not have been made (a refused or stale
+        command), and a waiter must then ask Canvas rather than wait out its time."""
+        with self._queued_lock:
+            self._queued[key] -= 1
+            if self._queued[key] > 0:
+                return
+            del self._queued[key]
+        if key is not None:
+            target = key.decode("utf-8", "replace")
+            for kind in _KINDS:
+                self._wake(kind, target)
 
     def _dead_letter(self, item: _Item, exc: SkippableError) -> None:
         self._count("undecodable", "dead_lettered")
@@ -519,6 +553,8 @@ class CanvasSink:
                         msg.value(), msg.timestamp()[1], headers,
                     )  # fmt: skip
                     self._offsets.take(item)
+                    with self._queued_lock:
+                        self._queued[item.key] += 1
                     item.lane = zlib.crc32(item.key or b"") % len(self._lanes)
                     self._lanes[item.lane].inbox.put(item)
                 self.producer.poll(0)

@@ -206,6 +206,25 @@ def test_what_is_not_there_yet_is_waited_for(lms: LmsSimulator) -> None:
     assert p.apply(enroll).status == "applied"
 
 
+def test_an_object_whose_own_command_is_on_its_way_is_waited_for_without_a_look_up(
+    lms: LmsSimulator,
+) -> None:
+    p = _provisioner(lms)
+    for c in DISTRICT[:7]:  # everything but the student and the guardian
+        p.apply(c)
+    enroll = DISTRICT[10]
+    on_its_way: set[tuple[str, str]] = {("user", "u-s")}
+    p.awaited = lambda kind, sis_id: (kind, sis_id) in on_its_way
+    calls = p.client.calls
+    with pytest.raises(DependencyMissing, match="waiting for user u-s"):
+        p.apply(enroll)
+    assert p.client.calls == calls  # no call of Canvas's rate limit spent on a certain 404
+    on_its_way.clear()  # its command is done (here it made nothing): Canvas is asked again
+    with pytest.raises(DependencyMissing, match="waiting for user u-s"):
+        p.apply(enroll)
+    assert p.client.calls == calls + 1
+
+
 def test_a_role_change_replaces_the_enrollment_and_unenroll_ends_it(lms: LmsSimulator) -> None:
     ids = Ids()
     p = _provisioner(lms, ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from connectors.sinks.canvas.apply import DependencyMissing
@@ -25,6 +26,9 @@ def _sink(lanes: int = 2) -> CanvasSink:
     sink._busy_at = time.monotonic()
     sink._waiters = {}
     sink._waiters_lock = threading.Lock()
+    sink._queued = Counter()
+    sink._queued_lock = threading.Lock()
+    sink._current = threading.local()
     sink._lanes = [_Lane() for _ in range(lanes)]  # type: ignore[misc]
     return sink
 
@@ -58,3 +62,31 @@ def test_a_command_that_waited_too_long_is_refused() -> None:
     item = _item(b"enrollment-1", lane=0)
     item.first_seen -= 10 * sink.dependency_wait_s + 1
     assert sink._park(item, DependencyMissing("user", "u1")) is None
+
+
+def test_an_object_is_awaited_while_a_command_for_it_is_taken_and_not_finished() -> None:
+    sink = _sink()
+    user, enrollment = _item(b"u1", lane=1), _item(b"enrollment-1", lane=0)
+    for item in (user, enrollment):
+        sink._queued[item.key] += 1
+    assert sink._awaited("user", "u1") and not sink._awaited("user", "u2")
+    sink._current.key = b"u1"  # the lane applying u1's own command does not wait for itself
+    assert not sink._awaited("user", "u1")
+    sink._current.key = b"enrollment-1"
+    assert sink._park(enrollment, DependencyMissing("user", "u1")) is not None
+    sink._unqueue(user.key)  # u1's command finished, whatever its outcome: its waiters look again
+    assert not sink._awaited("user", "u1")
+    woken = sink._lanes[0].inbox.get_nowait()
+    assert isinstance(woken, _Wake) and woken.key == b"enrollment-1"
+    sink._unqueue(enrollment.key)
+    assert not sink._queued
+
+
+def test_two_commands_for_one_object_keep_it_awaited_until_both_are_finished() -> None:
+    sink = _sink()
+    sink._queued[b"u1"] += 2
+    sink._park(_item(b"enrollment-1", lane=0), DependencyMissing("user", "u1"))
+    sink._unqueue(b"u1")
+    assert sink._awaited("user", "u1") and sink._lanes[0].inbox.empty()
+    sink._unqueue(b"u1")
+    assert not sink._awaited("user", "u1") and not sink._lanes[0].inbox.empty()
