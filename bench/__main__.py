@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pipeline-duration", type=float, default=120.0, help="seconds live in each demo run (default 120)"
     )
     p.add_argument(
+        "--pipeline-modes",
+        default="trigger,polling",
+        help="how the SIS source finds changes in the demo runs, comma separated: trigger (the SIS "
+        "webhook, with the batch baseline after it), polling (default both)",
+    )
+    p.add_argument(
         "--dashboard-users",
         type=int,
         help="district size of the analytics sink and dashboard bench (default 25,000; 500 with --quick)",
@@ -205,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
 
         quick = args.quick and args.pipeline_users == "25000,250000"
         sizes = [300] if quick else [int(s) for s in args.pipeline_users.split(",")]
-        measurements += run_pipeline(kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration)
+        modes = tuple(m.strip() for m in args.pipeline_modes.split(",") if m.strip())
+        if not modes or set(modes) - {"trigger", "polling"}:
+            raise SystemExit(f"--pipeline-modes: trigger and/or polling, not {args.pipeline_modes!r}")
+        measurements += run_pipeline(
+            kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration, modes=modes
+        )
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
