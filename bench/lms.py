@@ -103,7 +103,7 @@ class LmsRun:
             }
             for t, schema, policy in TOPICS
         ]
-        for stage in (self.stage, f"{self.stage}_gb", f"{self.stage}_sink"):
+        for stage in (self.stage, f"{self.stage}_gb", f"{self.stage}_sink", f"{self.stage}_an"):
             specs.append(
                 {
                     "name": f"dlq.{stage}.v1",
@@ -125,7 +125,8 @@ class LmsRun:
         self.conf = client_config(kernel.settings, kernel.endpoints.kafka_bootstrap)
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.ports = {
-            name: _free_port() for name in ("receiver", "processor", "passback", "sis", "lms", "sink")
+            name: _free_port()
+            for name in ("receiver", "processor", "passback", "sis", "lms", "sink", "analytics")
         }
         (work / f"names-{self.tag}.json").write_text(json.dumps({**self.names, "stage": self.stage}))
 
@@ -138,6 +139,7 @@ class LmsRun:
             "SISLMS_LMS_EVENTS_PROCESSOR_PORT": str(self.ports["processor"]),
             "SISLMS_PASSBACK_PORT": str(self.ports["passback"]),
             "SISLMS_LMS_SINK_PORT": str(self.ports["sink"]),
+            "SISLMS_ANALYTICS_PORT": str(self.ports["analytics"]),
             "SISLMS_SIMULATOR_PORT": str(self.ports["sis"]),
             "SISLMS_SIS_URL": f"http://127.0.0.1:{self.ports['sis']}",
             "SISLMS_SIS_CLIENT_SECRET": SIS_SECRET,
@@ -325,10 +327,29 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int = 32) -> tup
     return accepted, time.perf_counter() - started
 
 
-def _raw_limit(run: LmsRun, expected: int) -> Run:
-    """Plain consume + fastavro decode of the raw topic, from its start."""
-    topic = run.names["lms.events.raw.v1"]
-    serde = run.serdes[topic]
+TYPED = ("lms.activity.v1", "lms.assignments.v1", "lms.submissions.v1", "lms.grades.v1")
+
+
+def _records(run: LmsRun, topics: list[str]) -> int:
+    """Records on ``topics`` now (end minus start offsets)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({**run.conf, "group.id": f"bench-count-{uuid.uuid4().hex[:6]}"})
+    try:
+        total = 0
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def _raw_limit(run: LmsRun, expected: int, canonical: tuple[str, ...] = ("lms.events.raw.v1",)) -> Run:
+    """Plain consume + fastavro decode of the topics (the raw topic by default), from their start."""
+    topics = [run.names[t] for t in canonical]
     consumer = Consumer(
         {
             **run.conf,
@@ -337,7 +358,7 @@ def _raw_limit(run: LmsRun, expected: int) -> Run:
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    consumer.subscribe(topics)
     n, nbytes = 0, 0
     started = time.perf_counter()
     deadline = time.monotonic() + 600
@@ -345,7 +366,7 @@ def _raw_limit(run: LmsRun, expected: int) -> Run:
         while n < expected and time.monotonic() < deadline:
             for m in consumer.consume(10_000, timeout=1.0):
                 if m.error() is None and m.value() is not None:
-                    serde.decode(m.value())
+                    run.serdes[str(m.topic())].decode(m.value())
                     n += 1
                     nbytes += len(m.value())
     finally:
@@ -368,9 +389,11 @@ def _latency_measurement(name: str, note: str, samples: list[float]) -> Measurem
     return m
 
 
-def _event_latency(run: LmsRun, url: str, bodies: list[bytes], rate: float) -> list[float]:
+def _event_latency(
+    run: LmsRun, url: str, bodies: list[bytes], rate: float
+) -> tuple[list[float], dict[str, float]]:
     """POST ``bodies`` one by one at ``rate``/s while the processor runs; ms from each POST to its
-    typed records on the broker."""
+    typed records on the broker, and each event id's POST time (epoch ms)."""
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     sent: dict[str, float] = {}
     started = time.perf_counter()
@@ -385,9 +408,7 @@ def _event_latency(run: LmsRun, url: str, bodies: list[bytes], rate: float) -> l
             if pause > 0:
                 time.sleep(pause)
     got: dict[str, float] = {}
-    topics = [
-        run.names[t] for t in ("lms.activity.v1", "lms.assignments.v1", "lms.submissions.v1", "lms.grades.v1")
-    ]
+    topics = [run.names[t] for t in TYPED]
     consumer = Consumer(
         {**run.conf, "group.id": f"bench-lat-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
     )
@@ -404,7 +425,83 @@ def _event_latency(run: LmsRun, url: str, bodies: list[bytes], rate: float) -> l
                     got[eid] = float(m.timestamp()[1])
     finally:
         consumer.close()
-    return [got[e] - sent[e] for e in got]
+    return [got[e] - sent[e] for e in got], sent
+
+
+def _store_latency(run: LmsRun, sent: dict[str, float], timeout: float = 120.0) -> list[float]:
+    """ms from each event's POST to its row in the analytics store's ``activity_events`` (the
+    events that are activity: page views, logins; work and grades go to their own tables)."""
+    import psycopg
+    from psycopg import sql
+
+    query = sql.SQL(
+        "select event_id, extract(epoch from written_at) * 1000 from {} where event_id = any(%s)"
+    ).format(sql.Identifier(run.stage, "activity_events"))
+    ids = list(sent)
+    rows: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(run.kernel.endpoints.postgres_dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            rows = {str(e): float(at) for e, at in conn.execute(query, (ids,)).fetchall()}
+            before = len(rows)
+            time.sleep(2.0)
+            rows = {str(e): float(at) for e, at in conn.execute(query, (ids,)).fetchall()}
+            if rows and len(rows) == before:
+                break  # no more coming: the others are not activity
+    return [rows[e] - sent[e] for e in rows]
+
+
+def _drop_schema(run: LmsRun) -> None:
+    """The analytics sink's schema of this run, if it made one."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(run.kernel.endpoints.postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(run.stage)))
+
+
+def _analytics_throughput(run: LmsRun) -> list[Measurement]:
+    """The analytics sink from the typed topics' start (what the processor wrote) until its group
+    has committed them all, beside the raw limit of the same topics."""
+    import psycopg
+    from psycopg import sql
+
+    typed = [run.names[t] for t in TYPED]
+    records = _records(run, typed)
+    limit = Measurement(
+        "lms", "Raw limit: consume + Avro decode of the typed LMS topics", "records/s", records,
+        note="lms.activity, assignments, submissions, grades; plain confluent-kafka + fastavro, this process",
+    )  # fmt: skip
+    limit.runs.append(_raw_limit(run, records, TYPED))
+    started = time.perf_counter()
+    run.start("analytics")
+    deadline = time.monotonic() + 1800
+    while not group_caught_up(run.conf, "bench-analytics", typed)[0]:
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: the analytics sink did not catch up within 1800 s")
+        for role, proc in run.procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: {role} exited ({proc.returncode}); see {run.work}")
+        time.sleep(0.5)
+    spent = time.perf_counter() - started
+    with psycopg.connect(run.kernel.endpoints.postgres_dsn, autocommit=True) as conn:
+        table = sql.Identifier(run.stage, "activity_events")
+        row = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()
+        activity = int(row[0]) if row else 0
+    sink = Measurement(
+        "lms", "Analytics sink: typed LMS records into PostgreSQL", "records/s", records,
+        note=f"1 worker process, from the topics' start (its start and partition assignment included); "
+        f"{activity:,} of them activity events",
+    )  # fmt: skip
+    sink.runs.append(Run(records, spent))
+    ratio = sink.median / limit.median if limit.median else float("nan")
+    sink.note += f"; {ratio:.0%} of the raw limit"
+    events = Measurement(
+        "lms", "Learning-activity events into the analytics store, per worker", "events/s", activity,
+        note="the activity events among the records above, over the same time",
+    )  # fmt: skip
+    events.runs.append(Run(activity, spent))
+    return [limit, sink, events]
 
 
 def _passback_latency(run: LmsRun, users: int, grades: int, rate: float) -> tuple[list[float], int]:
@@ -640,11 +737,20 @@ def run_lms(
         ratio = proc.median / raw.median if raw.median else float("nan")
         proc.note += f"; {ratio:.0%} of the raw limit"
 
+        out.extend(_analytics_throughput(run))
+
         fresh = payloads(max(200, int(event_rate * 20)), seed=99)
-        samples = _event_latency(run, f"{receiver}/events", fresh, event_rate)
+        samples, sent = _event_latency(run, f"{receiver}/events", fresh, event_rate)
         out.append(
             _latency_measurement(
                 "Event latency: POST to typed record", f"{event_rate:.0f} events/s, one sender", samples
+            )
+        )
+        out.append(
+            _latency_measurement(
+                "Activity latency: POST to its row in the analytics store",
+                f"{event_rate:.0f} events/s, one sender; receiver, processor, analytics sink",
+                _store_latency(run, sent),
             )
         )
 
@@ -666,5 +772,6 @@ def run_lms(
         )
     finally:
         run.stop()
+        _drop_schema(run)
         log.info("lms bench: work dir %s", work)
     return out

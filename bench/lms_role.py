@@ -1,5 +1,6 @@
 """One process of the LMS bench (``python -m bench.lms_role ROLE NAMES_JSON``): the event
-receiver, the events processor or the grade passback, on the bench's renamed topics."""
+receiver, the events processor, the grade passback, the provisioning sink or the analytics sink
+(into a schema of the run's own, named as its stage), on the bench's renamed topics."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def main(role: str, names_file: str) -> None:
         finally:
             server.stop()
             producer.close()
-    elif role in ("processor", "passback", "sink"):
+    elif role in ("processor", "passback", "sink", "analytics"):
         worker: Any
         if role == "processor":
             worker = build_events_processor(
@@ -62,6 +63,15 @@ def main(role: str, names_file: str) -> None:
                 stage=f"{stage}_gb",
             )
             port = settings.passback_port
+        elif role == "analytics":
+            from connectors.sinks.postgres.migrate import migrate
+            from sislms.analytics import build_analytics_sink
+
+            migrate(kernel.endpoints.postgres_dsn, stage)  # the run's own schema, named as its stage
+            worker = build_analytics_sink(
+                settings, kernel, group="bench-analytics", topics=typed, schema=stage, stage=f"{stage}_an"
+            )
+            port = settings.analytics_port
         else:
             worker = build_sink(
                 settings,
