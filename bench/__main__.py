@@ -56,6 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pipeline-duration", type=float, default=120.0, help="seconds live in each demo run (default 120)"
     )
     p.add_argument(
+        "--pipeline-lms-rate-limit",
+        type=float,
+        default=None,
+        help="the LMS simulator's throttle bucket in the demo runs (default Canvas's 700, about 100 calls "
+        "a second; 0: off, to measure the pipeline rather than Canvas's rate limit)",
+    )
+    p.add_argument(
         "--pipeline-modes",
         default="trigger,polling",
         help="how the SIS source finds changes in the demo runs, comma separated: trigger (the SIS "
@@ -215,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if not modes or set(modes) - {"trigger", "polling"}:
             raise SystemExit(f"--pipeline-modes: trigger and/or polling, not {args.pipeline_modes!r}")
         measurements += run_pipeline(
-            kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration, modes=modes
-        )
+            kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration, modes=modes,
+            lms_rate_limit=args.pipeline_lms_rate_limit,
+        )  # fmt: skip
 
     wall = time.perf_counter() - t0
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -53,6 +53,8 @@ def _from_send(flow: dict[str, Any]) -> str:
 def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
     users, live = summary["users"], summary["duration_s"]
     label = f"{users:,} users"
+    if summary.get("lms_rate_limit") == 0:
+        label += ", Canvas throttle off"
     out: list[Measurement] = []
     flows = summary.get("flows", {})
     if mode == "trigger":
@@ -130,7 +132,12 @@ def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
 
 
 def run_pipeline(
-    kernel: Any, sizes: list[int], *, duration_s: float, modes: tuple[str, ...] = ("trigger", "polling")
+    kernel: Any,
+    sizes: list[int],
+    *,
+    duration_s: float,
+    modes: tuple[str, ...] = ("trigger", "polling"),
+    lms_rate_limit: float | None = None,
 ) -> list[Measurement]:
     out: list[Measurement] = []
     summaries: list[dict[str, Any]] = []
@@ -138,7 +145,10 @@ def run_pipeline(
         for mode in modes:
             log.info("pipeline: demo of %d users, changes by %s, %s s live", users, mode, duration_s)
             trigger = mode == "trigger"
-            options = DemoOptions(users=users, duration_s=duration_s, webhook=trigger, batch_baseline=trigger)
+            options = DemoOptions(
+                users=users, duration_s=duration_s, webhook=trigger, batch_baseline=trigger,
+                lms_rate_limit=lms_rate_limit,
+            )  # fmt: skip
             got: list[dict[str, Any]] = []
             code = run_demo(kernel.settings, options, got.append)
             summary = got[0] if got else {"users": users, "duration_s": duration_s, "ok": False}

@@ -83,7 +83,13 @@ class SubjectState:
 
 
 def decide(
-    state: SubjectState | None, event: LmsEvent, received_ms: int, *, window_ms: int, max_ids: int
+    state: SubjectState | None,
+    event: LmsEvent,
+    received_ms: int,
+    *,
+    window_ms: int,
+    max_ids: int,
+    owned: bool = False,
 ) -> tuple[str, list[Output], SubjectState]:
     """What to do with one event received at ``received_ms``: (outcome, records to write, the
     subject's new state).
@@ -92,18 +98,35 @@ def decide(
     unchanged), ``superseded`` (a state older than the one applied: only its activity record, if
     any, is written), ``emitted``. The window counts receipt times, not event times: it bounds
     how late a redelivery may come, whatever the event's own time.
+
+    ``recent`` is kept in receipt order. With ``owned`` the state is the caller's own copy (made
+    by an earlier call in the same batch) and is changed in place rather than copied.
     """
     when = event.event_time_ms
     assert when is not None and event.outputs
     if state is not None and event.event_id in state.recent:
         return "duplicate", [], state
-    new = SubjectState(state.max_time, dict(state.recent)) if state is not None else SubjectState(when)
+    if state is None:
+        new = SubjectState(when)
+    elif owned:
+        new = state
+    else:
+        new = SubjectState(state.max_time, dict(state.recent))
     stale = state is not None and when < state.max_time
     new.max_time = max(new.max_time, when)
-    new.recent[event.event_id] = received_ms
-    horizon = max(new.recent.values()) - window_ms
-    keep = sorted((t, i) for i, t in new.recent.items() if t >= horizon)[-max_ids:]
-    new.recent = {i: t for t, i in keep}
+    recent = new.recent
+    last = next(reversed(recent.values()), None) if recent else None
+    if last is None or received_ms > last:
+        # the usual case, a receipt later than any kept: appended, the oldest let go from the front
+        recent[event.event_id] = received_ms
+        horizon = received_ms - window_ms
+        while len(recent) > max_ids or next(iter(recent.values())) < horizon:
+            del recent[next(iter(recent))]
+    else:  # a receipt out of order (or at the same time): the ids put in order again
+        recent[event.event_id] = received_ms
+        horizon = max(recent.values()) - window_ms
+        keep = sorted((t, i) for i, t in recent.items() if t >= horizon)[-max_ids:]
+        new.recent = {i: t for t, i in keep}
     if stale and any(o.is_state for o in event.outputs):
         return "superseded", [o for o in event.outputs if not o.is_state], new
     return "emitted", list(event.outputs), new
@@ -187,10 +210,12 @@ class EventsProcessor(StatefulProcessor[SubjectState]):
                     self.counts["raw_only"] += 1
                     EVENTS.labels("raw_only").inc()
                     continue
-                prior = batch.changed.get((partition, event.subject)) or self.state(partition, event.subject)
+                mine = batch.changed.get((partition, event.subject))
+                prior = mine or self.state(partition, event.subject)
                 outcome, outputs, new = decide(
-                    prior, event, received_at, window_ms=self.window_ms, max_ids=self.max_ids
-                )
+                    prior, event, received_at, window_ms=self.window_ms, max_ids=self.max_ids,
+                    owned=mine is not None,
+                )  # fmt: skip
                 self.counts[outcome] += 1
                 EVENTS.labels(outcome).inc()
                 if new is not prior:

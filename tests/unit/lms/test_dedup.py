@@ -92,3 +92,45 @@ def test_state_round_trips_through_its_record() -> None:
     assert state is not None
     again = SubjectState.from_record(state.to_record("submission:s1"))
     assert again == state
+
+
+def _reference(
+    state: SubjectState | None, e: LmsEvent, at: int, window_ms: int, max_ids: int
+) -> tuple[str, SubjectState | None]:
+    """The decision as first written: copy, add, sort every kept id (the fast path must agree)."""
+    if state is not None and e.event_id in state.recent:
+        return "duplicate", state
+    assert e.event_time_ms is not None
+    new = SubjectState(e.event_time_ms) if state is None else SubjectState(state.max_time, dict(state.recent))
+    stale = state is not None and e.event_time_ms < state.max_time
+    new.max_time = max(new.max_time, e.event_time_ms)
+    new.recent[e.event_id] = at
+    horizon = max(new.recent.values()) - window_ms
+    keep = sorted((t, i) for i, t in new.recent.items() if t >= horizon)[-max_ids:]
+    new.recent = {i: t for t, i in keep}
+    return ("superseded" if stale and any(o.is_state for o in e.outputs) else "emitted"), new
+
+
+def test_the_kept_ids_match_a_full_sort_whatever_the_order_of_receipt() -> None:
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        window_ms, max_ids = rng.choice([50, 300, 10_000]), rng.choice([1, 3, 20])
+        state: SubjectState | None = None
+        expected: SubjectState | None = None
+        at = 0
+        for n in range(rng.randint(1, 80)):
+            at += rng.choice([0, 1, 5, 40, 200, -3, -60])  # mostly later, some ties and some earlier
+            eid = f"e{rng.randint(0, n)}"  # redeliveries now and then
+            e = ev(eid, rng.randint(0, 500), state=rng.random() < 0.5)
+            before = None if state is None else (state.max_time, list(state.recent.items()))
+            owned = state is not None and rng.random() < 0.5
+            outcome, _, new = decide(state, e, at, window_ms=window_ms, max_ids=max_ids, owned=owned)
+            want, expected = _reference(expected, e, at, window_ms, max_ids)
+            assert outcome == want
+            assert new.max_time == expected.max_time
+            assert list(new.recent.items()) == list(expected.recent.items())
+            if not owned and state is not None and outcome != "duplicate":
+                assert (state.max_time, list(state.recent.items())) == before  # not changed in place
+            state = new
