@@ -153,6 +153,19 @@ def error_message(body: Any) -> str:
     return str(body)[:300]
 
 
+def error_types(body: Any) -> frozenset[str]:
+    """The ``type`` of each validation error in a Canvas error body (``taken``, ``blank``...)."""
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    if not isinstance(errors, Mapping):
+        return frozenset()
+    out = set()
+    for items in errors.values():
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, Mapping) and isinstance(item.get("type"), str):
+                out.add(item["type"])
+    return frozenset(out)
+
+
 def is_rate_limited(status: int, text: str) -> bool:
     """A Canvas throttle answer: 403 with "Rate Limit Exceeded" (not a permission problem)."""
     return status == 403 and "rate limit exceeded" in text.lower()

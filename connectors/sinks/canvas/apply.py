@@ -34,7 +34,9 @@ waits for it a while before dead-lettering the command.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -112,6 +114,13 @@ class Provisioner:
         #: (kind, SIS id) -> whether that object's own command is on its way (the sink sets it):
         #: then a command needing it waits without a look-up
         self.awaited: Callable[[str, str], bool] | None = None
+        #: (kind, SIS id) -> whether this sink has never handled that target (the sink sets it):
+        #: then an upsert creates without looking first (see :meth:`_existing`)
+        self.never_handled: Callable[[str, str], bool] | None = None
+        #: (kind, SIS id) -> when Canvas last answered that it has no such object: the commands
+        #: waiting for one object (a student's seven enrollments) look it up once between them
+        self._absent: dict[tuple[str, str], float] = {}
+        self.absent_ttl_s = 30.0
         self._roles: dict[tuple[str, str], int] = {}
         self._roles_lock = threading.Lock()
 
@@ -143,6 +152,29 @@ class Provisioner:
             return self.root
         return self._need("account", sis_id)
 
+    def _existing(self, kind: str, sis_id: str, path: str, *, creating: bool) -> Any:
+        """The object by SIS id (None: Canvas has none). Not asked when the command would create
+        an object this sink has never handled, as in a first load, where the look-up is a 404
+        spent from Canvas's rate limit: :meth:`_create` then looks only if Canvas answers that
+        the SIS id is taken."""
+        if creating and self.never_handled is not None and self.never_handled(kind, sis_id):
+            return None
+        return self._get(path)
+
+    def _create(self, path: str, body: dict[str, Any], lookup: str) -> tuple[Any, Any]:
+        """POST ``body``: (what was made, None); or, when Canvas answers that the SIS id is taken
+        (made before, by another tool or by this sink before a crash lost its outcome), (None,
+        the object ``lookup`` finds), to be brought up to date instead."""
+        try:
+            return self.client.call("POST", path, json=body), None
+        except CanvasRejected as exc:
+            if exc.status != 400 or "taken" not in exc.types:
+                raise
+            found = self._get(lookup)
+            if found is None:
+                raise  # taken by another object (a login, say): the refusal stands
+            return None, found
+
     def _lookup_path(self, kind: str, sis_id: str) -> str:
         ref = sis_ref(kind, sis_id)
         if kind == "term":
@@ -157,9 +189,17 @@ class Provisioner:
             return mapped
         if self.awaited is not None and self.awaited(kind, sis_id):
             raise DependencyMissing(kind, sis_id)  # its own command is on its way: no look-up
+        key = (kind, sis_id)
+        if time.monotonic() - self._absent.get(key, -math.inf) < self.absent_ttl_s:
+            raise DependencyMissing(kind, sis_id)  # just looked up by another waiting command
         found = self._get(self._lookup_path(kind, sis_id))
         if found is None:
+            self._absent[key] = time.monotonic()
+            if len(self._absent) > 100_000:  # forget the old answers now and then
+                now = time.monotonic()
+                self._absent = {k: t for k, t in self._absent.items() if now - t < self.absent_ttl_s}
             raise DependencyMissing(kind, sis_id)
+        self._absent.pop(key, None)
         return str(found["id"])
 
     def _role_id(self, label: str, base: str) -> int:
@@ -186,7 +226,8 @@ class Provisioner:
         sis_id = a.get("account_id") or c.target
         if a.get("root") == "true":
             return _unchanged(self.root)  # the root account is the district's own: never renamed
-        existing = self._get(f"/accounts/{sis_ref('account', sis_id)}")
+        lookup = f"/accounts/{sis_ref('account', sis_id)}"
+        existing = self._existing("account", sis_id, lookup, creating=a.get("status") == "active")
         if a.get("status") != "active":
             if existing is None:
                 return _unchanged()
@@ -196,12 +237,10 @@ class Provisioner:
         parent = self._account_ref(a.get("parent_account_id"))
         wanted = {"name": a.get("name"), "integration_id": a.get("integration_id")}
         if existing is None:
-            made = self.client.call(
-                "POST",
-                f"/accounts/{parent}/sub_accounts",
-                json={"account": {**wanted, "sis_account_id": sis_id}},
-            )
-            return _applied(made["id"])
+            body = {"account": {**wanted, "sis_account_id": sis_id}}
+            made, existing = self._create(f"/accounts/{parent}/sub_accounts", body, lookup)
+            if made is not None:
+                return _applied(made["id"])
         change = _changed(existing, wanted)
         if str(existing.get("parent_account_id")) != parent:
             change["parent_account_id"] = parent
@@ -214,7 +253,8 @@ class Provisioner:
         a = c.attributes
         sis_id = a.get("term_id") or c.target
         path = f"/accounts/{self.root}/terms"
-        existing = self._get(f"{path}/{sis_ref('term', sis_id)}")
+        lookup = f"{path}/{sis_ref('term', sis_id)}"
+        existing = self._existing("term", sis_id, lookup, creating=a.get("status") == "active")
         if a.get("status") != "active":
             if existing is None:
                 return _unchanged()
@@ -222,8 +262,10 @@ class Provisioner:
             return _applied(existing["id"])
         wanted = {"name": a.get("name"), "start_at": a.get("start_date"), "end_at": a.get("end_date")}
         if existing is None:
-            made = self.client.call("POST", path, json={"enrollment_term": {**wanted, "sis_term_id": sis_id}})
-            return _applied(made["id"])
+            body = {"enrollment_term": {**wanted, "sis_term_id": sis_id}}
+            made, existing = self._create(path, body, lookup)
+            if made is not None:
+                return _applied(made["id"])
         change = _changed(existing, wanted)
         if not change:
             return _unchanged(existing["id"])
@@ -236,7 +278,8 @@ class Provisioner:
         a = c.attributes
         sis_id = a.get("user_id") or c.target
         status = a.get("status")
-        existing = self._get(f"/users/{sis_ref('user', sis_id)}")
+        lookup = f"/users/{sis_ref('user', sis_id)}"
+        existing = self._existing("user", sis_id, lookup, creating=status != "deleted")
         if status == "deleted":
             if existing is None:
                 return _unchanged()
@@ -261,10 +304,11 @@ class Provisioner:
                     "address": a["email"],
                     "skip_confirmation": True,
                 }
-            made = self.client.call("POST", f"/accounts/{self.root}/users", json=body)
-            if status == "suspended":
-                self.client.call("PUT", f"/users/{made['id']}", json={"user": {"event": "suspend"}})
-            return _applied(made["id"])
+            made, existing = self._create(f"/accounts/{self.root}/users", body, lookup)
+            if made is not None:
+                if status == "suspended":
+                    self.client.call("PUT", f"/users/{made['id']}", json={"user": {"event": "suspend"}})
+                return _applied(made["id"])
         uid = existing["id"]
         changed = False
         change = _changed(existing, wanted)
@@ -293,7 +337,8 @@ class Provisioner:
     def _course(self, c: Command) -> Outcome:
         a = c.attributes
         sis_id = a.get("course_id") or c.target
-        existing = self._get(f"/courses/{sis_ref('course', sis_id)}")
+        lookup = f"/courses/{sis_ref('course', sis_id)}"
+        existing = self._existing("course", sis_id, lookup, creating=a.get("status") == "active")
         if a.get("status") != "active":
             if existing is None or existing.get("workflow_state") == "deleted":
                 return _unchanged()
@@ -316,10 +361,12 @@ class Provisioner:
         template_id = None
         if template is not None:
             template_id = self._need("course", template)
+        made = None
         if existing is None:
             body = {k: v for k, v in wanted.items() if k not in ("account_id", "enrollment_term_id")}
             body |= {"sis_course_id": sis_id, "term_id": term_id}
-            made = self.client.call("POST", f"/accounts/{account}/courses", json={"course": body})
+            made, existing = self._create(f"/accounts/{account}/courses", {"course": body}, lookup)
+        if made is not None:
             course_id, changed = made["id"], True
             if blueprint and not made.get("blueprint"):  # Canvas may take it on update only
                 self.client.call("PUT", f"/courses/{course_id}", json={"course": {"blueprint": True}})
@@ -331,7 +378,7 @@ class Provisioner:
             changed = bool(change)
             if change:
                 self.client.call("PUT", f"/courses/{course_id}", json={"course": change})
-        if template_id is not None and (changed or existing is None):
+        if template_id is not None and changed:
             self.client.call(
                 "PUT",
                 f"/courses/{template_id}/blueprint_templates/default/update_associations",
@@ -342,7 +389,8 @@ class Provisioner:
     def _section(self, c: Command) -> Outcome:
         a = c.attributes
         sis_id = a.get("section_id") or c.target
-        existing = self._get(f"/sections/{sis_ref('section', sis_id)}")
+        lookup = f"/sections/{sis_ref('section', sis_id)}"
+        existing = self._existing("section", sis_id, lookup, creating=a.get("status") == "active")
         if a.get("status") != "active":
             if existing is None:
                 return _unchanged()
@@ -356,12 +404,10 @@ class Provisioner:
         course = a.get("course_id") or sis_id
         if existing is None:
             course_id = self._need("course", course)
-            made = self.client.call(
-                "POST",
-                f"/courses/{course_id}/sections",
-                json={"course_section": {"name": a.get("name"), "sis_section_id": sis_id}},
-            )
-            return _applied(made["id"])
+            body = {"course_section": {"name": a.get("name"), "sis_section_id": sis_id}}
+            made, existing = self._create(f"/courses/{course_id}/sections", body, lookup)
+            if made is not None:
+                return _applied(made["id"])
         if existing.get("name") == a.get("name"):
             return _unchanged(existing["id"])
         self.client.call(

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from connectors.canvas.protocol import RATE_LIMIT_REMAINING, error_message, is_rate_limited
+from connectors.canvas.protocol import RATE_LIMIT_REMAINING, error_message, error_types, is_rate_limited
 from connectors.oneroster.paging import next_url
 from connectors.retry import backoff_delay
 from streams.errors import RetriableError, SkippableError
@@ -38,10 +38,13 @@ class CanvasRejected(SkippableError):
 
     reason = "lms_rejected"
 
-    def __init__(self, status: int, message: str, method: str, path: str) -> None:
+    def __init__(
+        self, status: int, message: str, method: str, path: str, types: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__(f"{method} {path}: {status} {message}")
         self.status = status
         self.message = message
+        self.types = types  #: the validation errors' types (``taken``: a SIS id in use)
 
 
 class CanvasUnavailable(RetriableError):
@@ -187,7 +190,7 @@ class CanvasClient:
         except ValueError:
             body = response.text
         if 400 <= status < 500 and status != 404:
-            raise CanvasRejected(status, error_message(body), method, path)
+            raise CanvasRejected(status, error_message(body), method, path, error_types(body))
         return _Answer(None, None, status, None if status == 404 else body, response.headers)
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:

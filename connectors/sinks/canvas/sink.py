@@ -23,7 +23,8 @@ How it runs (``sislms lms sink``):
   dropped.
 - An offset is committed only once every command before it in its partition has its outcome
   (and its dead letter) on the broker: at-least-once, made exactly-once in effect by the
-  lookups before every create and the sequence check.
+  sequence check and by looking up before changing. A target never handled (a first load) is
+  created without a look-up, and Canvas's "SIS id taken" turns that into a look-up and update.
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ class CanvasSink:
         self._queued_lock = threading.Lock()
         self._current = threading.local()  # the key of the command a lane is applying
         provisioner.awaited = self._awaited
+        provisioner.never_handled = self._never_handled
         self._lanes = [_Lane(i, self._handle, self._stopping) for i in range(lanes)]
         self._paused = False
         self._errors: list[str] = []
@@ -388,6 +390,10 @@ class CanvasSink:
         if self.ids.get(missing.kind, missing.sis_id) is not None:
             return 0.0
         return max(_DEPENDENCY_LOOK_S, self.dependency_wait_s)
+
+    def _never_handled(self, kind: str, sis_id: str) -> bool:
+        """Whether the results topic has no outcome for this target: nothing this sink made."""
+        return self.ids.get(kind, sis_id) is None and self.ids.sequence(kind, sis_id) == 0
 
     def _awaited(self, kind: str, sis_id: str) -> bool:
         """Whether a command for ``sis_id`` (other than the one this lane applies) is taken and

@@ -194,6 +194,35 @@ def test_a_district_lands_and_applying_it_again_changes_nothing(lms: LmsSimulato
     assert p.client.calls > calls
 
 
+def test_a_first_load_creates_without_looking_and_a_taken_sis_id_is_updated_instead(
+    lms: LmsSimulator,
+) -> None:
+    looked = _provisioner(lms)
+    looked_calls = [looked.client.calls]
+    for c in DISTRICT:
+        looked.apply(c)
+        looked_calls.append(looked.client.calls)
+    truth = lms.store.ground_truth()
+    lms.store.__init__()  # type: ignore[misc]  # an empty Canvas again
+    p = _provisioner(lms)
+    p.never_handled = lambda kind, sis_id: True  # nothing in the results topic: a first load
+    first = [p.apply(c) for c in DISTRICT]
+    assert all(o.status == "applied" for o in first[1:])
+    assert lms.store.ground_truth() == truth
+    # accounts, terms, users, courses and sections: one call each instead of a 404 and a create
+    creates = sum(c.target_type in ("account", "term", "user", "course", "section") for c in DISTRICT[1:])
+    assert p.client.calls == looked_calls[-1] - creates
+    # the outcomes were lost (a crash before they reached the results topic): the same commands
+    # again create nothing twice; Canvas says each SIS id is taken and the object is looked up
+    again = _provisioner(lms)
+    again.never_handled = lambda kind, sis_id: True
+    second = [again.apply(c) for c in DISTRICT]
+    assert lms.store.ground_truth() == truth
+    assert [o.lms_id for o in second] == [o.lms_id for o in first]
+    made = {o.status for c, o in zip(DISTRICT, second, strict=True) if c.target_type in ("user", "course")}
+    assert made == {"unchanged"}
+
+
 def test_what_is_not_there_yet_is_waited_for(lms: LmsSimulator) -> None:
     p = _provisioner(lms)
     enroll = DISTRICT[10]
@@ -223,6 +252,26 @@ def test_an_object_whose_own_command_is_on_its_way_is_waited_for_without_a_look_
     with pytest.raises(DependencyMissing, match="waiting for user u-s"):
         p.apply(enroll)
     assert p.client.calls == calls + 1
+
+
+def test_commands_waiting_for_one_object_look_it_up_once_between_them(lms: LmsSimulator) -> None:
+    p = _provisioner(lms)
+    for c in DISTRICT[:7]:
+        p.apply(c)
+    calls = p.client.calls
+    other = cmd("enrollment", "e-s2", user_id="u-s", course_id="k-1", section_id=None, role="student")
+    for enroll in (DISTRICT[10], other):  # both need the student u-s, not made yet
+        with pytest.raises(DependencyMissing, match="waiting for user u-s"):
+            p.apply(enroll)
+    assert p.client.calls == calls + 1  # Canvas was asked once
+    p.absent_ttl_s = 0.0  # the answer is old: asked again
+    with pytest.raises(DependencyMissing):
+        p.apply(DISTRICT[10])
+    assert p.client.calls == calls + 2
+    p.absent_ttl_s = 30.0
+    for c in DISTRICT[7:9]:  # made by this sink: the id map has it, whatever Canvas said before
+        p.apply(c)
+    assert p.apply(DISTRICT[10]).status == "applied"
 
 
 def test_a_role_change_replaces_the_enrollment_and_unenroll_ends_it(lms: LmsSimulator) -> None:
