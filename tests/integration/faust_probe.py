@@ -26,6 +26,7 @@ app = faust.App(
     os.environ["PROBE_APP_ID"],
     broker=f"kafka://{kernel.endpoints.kafka_bootstrap}",
     store="memory://",
+    datadir=os.environ["PROBE_DATA_DIR"],  # not <app id>-data in the checkout
     web_enabled=False,
     topic_replication_factor=1,
     producer_acks=-1,

@@ -64,6 +64,7 @@ def test_faust_agent_decodes_encodes_and_dead_letters(
         "PROBE_OUT": out,
         "PROBE_STAGE": f"f{uid}",
         "PROBE_APP_ID": f"probe-{uid}",
+        "PROBE_DATA_DIR": str(tmp_path / "faust-data"),
     }
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
