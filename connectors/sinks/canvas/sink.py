@@ -316,6 +316,10 @@ class CanvasSink:
         provisioner.never_handled = self._never_handled
         self._lanes = [_Lane(i, self._handle, self._stopping) for i in range(lanes)]
         self._paused = False
+        #: commands are still on the broker beyond what the sink has taken (a first load, a
+        #: catch-up): a missing dependency is then most likely among them, and is not looked up
+        self._behind = False
+        self._starts: dict[tuple[str, int], int] = {}  # see _start_of
         self._errors: list[str] = []
 
     # --- one command ------------------------------------------------------------------------
@@ -396,14 +400,51 @@ class CanvasSink:
         return self.ids.get(kind, sis_id) is None and self.ids.sequence(kind, sis_id) == 0
 
     def _awaited(self, kind: str, sis_id: str) -> bool:
-        """Whether a command for ``sis_id`` (other than the one this lane applies) is taken and
-        not finished: the object it needs is on its way, so Canvas is not asked for it. In a
-        first load most enrollments come before their user is made; looking each one up spent
-        a call of Canvas's rate limit on a certain 404."""
+        """Whether the object is on its way, so that Canvas is not asked for it: a command for
+        ``sis_id`` (other than the one this lane applies) is taken and not finished, or the sink
+        has not read its topic to the end (the command may be among the rest). In a first load
+        most enrollments come before their user's command; looking each one up spent a call of
+        Canvas's rate limit on a certain 404. Once the sink has caught up, whatever still waits
+        looks once (:meth:`_note_backlog`)."""
+        if self._behind:
+            return True
         key = encode_key(sis_id)
         mine = 1 if getattr(self._current, "key", None) == key else 0
         with self._queued_lock:
             return self._queued.get(key, 0) > mine
+
+    def _note_backlog(self) -> None:
+        """Whether the sink is behind its topic (positions below the high watermarks its fetches
+        last saw). Catching up wakes every waiting command: what it needs is not on the broker,
+        so Canvas is asked (it may have been made outside the sink)."""
+        assignment = self.consumer.assignment()
+        behind = False
+        for tp in self.consumer.position(assignment) if assignment else []:
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            if high < 0:
+                continue  # no fetch answer yet
+            at = tp.offset if tp.offset >= 0 else self._start_of(tp, low)
+            if high > at:
+                behind = True
+                break
+        was, self._behind = self._behind, behind
+        if was and not behind:
+            with self._waiters_lock:
+                waiting, self._waiters = self._waiters, {}
+            for keys in waiting.values():
+                for lane, key in keys:
+                    self._lanes[lane].inbox.put(_Wake(key))
+            if waiting:
+                log.info("canvas sink: caught up; %d object(s) still missing are looked up", len(waiting))
+
+    def _start_of(self, tp: TopicPartition, low: int) -> int:
+        """Where the sink starts in a partition it has taken nothing from yet: its committed
+        offset (asked once per assignment), else the partition's start."""
+        key = (tp.topic, tp.partition)
+        if key not in self._starts:
+            done = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=10)
+            self._starts[key] = done[0].offset if done and done[0].offset >= 0 else low
+        return max(self._starts[key], low)
 
     def _wait_on(self, kind: str, sis_id: str, item: _Item) -> None:
         with self._waiters_lock:
@@ -527,6 +568,7 @@ class CanvasSink:
         }
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._starts.clear()
         self._commit()
         self._offsets.forget(partitions)
 
@@ -570,6 +612,7 @@ class CanvasSink:
                     self._busy_at = now
                 if now - last_commit >= 1.0:
                     self._commit()
+                    self._note_backlog()
                     last_commit = now
                 if now - last_log >= 30.0:
                     self._report()

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from connectors.sinks.canvas.apply import DependencyMissing
 from connectors.sinks.canvas.sink import CanvasSink, ResultsIdMap, _Item, _Wake
 
@@ -29,6 +31,8 @@ def _sink(lanes: int = 2) -> CanvasSink:
     sink._queued = Counter()
     sink._queued_lock = threading.Lock()
     sink._current = threading.local()
+    sink._behind = False
+    sink._starts = {}
     sink._lanes = [_Lane() for _ in range(lanes)]  # type: ignore[misc]
     return sink
 
@@ -90,3 +94,53 @@ def test_two_commands_for_one_object_keep_it_awaited_until_both_are_finished() -
     assert sink._awaited("user", "u1") and sink._lanes[0].inbox.empty()
     sink._unqueue(b"u1")
     assert not sink._awaited("user", "u1") and not sink._lanes[0].inbox.empty()
+
+
+class _Consumer:
+    """Positions and the watermarks the last fetches saw, as confluent-kafka gives them."""
+
+    def __init__(self, marks: dict[int, tuple[int, int, int]]) -> None:
+        self.marks = marks  # partition -> (position, low, high); position -1001: nothing taken yet
+        self.committed_at = 0
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("cmds", p) for p in self.marks]
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.marks[tp.partition][0]) for tp in tps]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        assert cached  # no broker round trip every second
+        return self.marks[tp.partition][1:]
+
+    def committed(self, tps: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.committed_at) for tp in tps]
+
+
+def test_while_the_sink_is_behind_its_topic_a_missing_object_is_not_looked_up() -> None:
+    sink = _sink()
+    sink.consumer = _Consumer({0: (40, 0, 100), 1: (-1001, 0, 0)})  # type: ignore[assignment]
+    sink._note_backlog()
+    assert sink._behind and sink._awaited("user", "u9")  # its command may be among the 60 left
+    enrollment = _item(b"enrollment-1", lane=1)
+    sink._current.key = enrollment.key
+    assert sink._park(enrollment, DependencyMissing("user", "u9")) is not None
+    sink.consumer.marks[0] = (100, 0, 100)  # type: ignore[attr-defined]
+    sink._note_backlog()  # caught up: u9 is not on the broker; whatever waits asks Canvas once
+    assert not sink._behind and not sink._awaited("user", "u9")
+    woken = sink._lanes[1].inbox.get_nowait()
+    assert isinstance(woken, _Wake) and woken.key == b"enrollment-1"
+    assert not sink._waiters
+
+
+def test_a_partition_not_read_yet_counts_from_its_committed_offset() -> None:
+    sink = _sink()
+    consumer = _Consumer({0: (-1001, 0, 500)})
+    sink.consumer = consumer  # type: ignore[assignment]
+    consumer.committed_at = 500  # a restarted sink that had done it all
+    sink._note_backlog()
+    assert not sink._behind
+    sink._starts.clear()
+    consumer.committed_at = 120  # a restarted sink with 380 commands to go
+    sink._note_backlog()
+    assert sink._behind
