@@ -314,6 +314,29 @@ def test_a_first_load_whose_enrollments_fill_the_intake_before_their_users_compl
     _compare(rig)
 
 
+def test_a_first_load_with_more_commands_ahead_of_the_users_than_the_hard_cap_completes(rig: Rig) -> None:
+    """As above, with more commands ahead of the users than the intake's hard cap (twenty
+    windows): once every command taken waits for a user still on the broker, the sink must read
+    on past the cap rather than pause until the waits expire (a throttled 25,000-user first load
+    stalled there with 57,000 enrollments waiting)."""
+    values = _commands(rig.targets)
+    users = [v for v in values if v["action"] == "create_user"]
+    rest = [v for v in values if v not in users]
+    window = 10
+    assert len(rest) > 20 * window
+    _publish(rig, rest + users)
+    rig.settings = rig.settings.model_copy(update={"lms_sink_dependency_wait_s": 5.0})
+    sink = rig.sink()
+    sink.max_in_flight = window
+    running = Running(sink)
+    try:
+        wait_for(lambda: _caught_up(rig), timeout=300, every=1.0)
+    finally:
+        running.close()
+    assert sink.counts["dead_lettered"] == 0, sink.counts
+    _compare(rig)
+
+
 def test_dead_letters_re_submitted_after_the_fix_land_once_and_one_failing_again_goes_back(
     rig: Rig, uid: str
 ) -> None:

@@ -320,6 +320,7 @@ class CanvasSink:
         #: catch-up): a missing dependency is then most likely among them, and is not looked up
         self._behind = False
         self._starts: dict[tuple[str, int], int] = {}  # see _start_of
+        self._read_on = False  # past the intake's hard cap, see _throttle_intake
         self._errors: list[str] = []
 
     # --- one command ------------------------------------------------------------------------
@@ -643,15 +644,24 @@ class CanvasSink:
         # waiting one), do not count against the intake: in a first load,
         # the window can fill with enrollments whose users are still behind it on the broker,
         # and pausing then would only wait until they are dead-lettered. A hard cap (twenty
-        # windows) bounds the memory all the same.
+        # windows) bounds the memory while anything is being applied; once every command taken
+        # waits for one still on the broker, the sink reads on past it (pausing there would
+        # stall it until the waits expired: a throttled 25,000-user first load did).
         with self._waiters_lock:
             parked = sum(len(w) for w in self._waiters.values())
         active, hard = self._offsets.unfinished() - parked, 20 * self.max_in_flight
+        if in_flight < hard - self.max_in_flight:
+            self._read_on = False
+        elif self._paused and parked and not self._read_on and time.monotonic() - self._busy_at >= 2.0:
+            self._read_on = True  # paused at the cap and idle: what is taken waits for what is not
+            log.info("canvas sink: %d commands wait for commands still on the broker; reading on", parked)
         assignment = self.consumer.assignment()
-        if not self._paused and (active >= self.max_in_flight or in_flight >= hard) and assignment:
+        full = active >= self.max_in_flight or in_flight >= hard
+        room = active < self.max_in_flight // 2 and in_flight < hard - self.max_in_flight
+        if not self._paused and full and not self._read_on and assignment:
             self.consumer.pause(assignment)
             self._paused = True
-        elif self._paused and active < self.max_in_flight // 2 and in_flight < hard - self.max_in_flight:
+        elif self._paused and (room or self._read_on):
             self.consumer.resume(assignment)
             self._paused = False
 
