@@ -442,12 +442,11 @@ def _store_latency(run: LmsRun, sent: dict[str, float], timeout: float = 120.0) 
     deadline = time.monotonic() + timeout
     with psycopg.connect(run.kernel.endpoints.postgres_dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            rows = {str(e): float(at) for e, at in conn.execute(query, (ids,)).fetchall()}
             before = len(rows)
-            time.sleep(2.0)
             rows = {str(e): float(at) for e, at in conn.execute(query, (ids,)).fetchall()}
             if rows and len(rows) == before:
-                break  # no more coming: the others are not activity
+                break  # no more coming in 2 s: the others are not activity
+            time.sleep(2.0)
     return [rows[e] - sent[e] for e in rows]
 
 
