@@ -987,6 +987,10 @@ def roles_reapply(
 
 
 # --- the whole pipeline -------------------------------------------------------------------
+def _with_workers(settings: Settings, workers: int | None) -> Settings:
+    return settings if workers is None else settings.model_copy(update={"roster_workers": workers})
+
+
 @app.command("run")
 def run_cmd(
     users: Annotated[
@@ -1001,12 +1005,20 @@ def run_cmd(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start over: remove the stored state (topics, store, simulators).")
     ] = False,
+    roster_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Roster worker processes sharing the partitions (default: SISLMS_ROSTER_WORKERS).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole district pipeline, supervised, until Ctrl-C: the stack, the simulators, the
     sources, workers, sinks, event receiver and dashboard. Running it again resumes."""
     from sislms.run import RunOptions, run_pipeline
 
-    settings = _settings()
+    settings = _with_workers(_settings(), roster_workers)
     options = RunOptions(
         users=users or settings.simulator_users, sis_rate=sis_rate, activity_speed=activity_speed, fresh=fresh
     )
@@ -1052,13 +1064,21 @@ def demo_cmd(
             "loaded again.",
         ),
     ] = False,
+    roster_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Roster worker processes sharing the partitions (default: SISLMS_ROSTER_WORKERS).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline over a generated district on a stack of its own, for --duration
     seconds of live changes, then reconcile every flow against the simulators' ground truth.
     Exit 0 only if nothing is missing, unexpected or duplicated."""
     from sislms.demo import DemoOptions, run_demo, stop_kept_demo
 
-    settings = _settings()
+    settings = _with_workers(_settings(), roster_workers)
     if stop:
         stop_kept_demo(settings, lambda line: typer.echo(line, err=True))
         return

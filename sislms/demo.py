@@ -128,6 +128,7 @@ def demo_settings(base: Settings, today: date) -> tuple[Settings, dict[str, str]
     values: dict[str, Any] = {k.removeprefix("SISLMS_").lower(): v for k, v in overrides.items()}
     values.update({k.removeprefix("SISLMS_").lower(): None for k in EXTERNAL})
     values["replication_factor_cap"] = None
+    values["roster_workers"] = base.roster_workers
     settings = Settings(**values)
     return settings, env
 
@@ -316,7 +317,7 @@ def _phases(run: _Run, t_start: float) -> dict[str, Any]:
         "users": opts.users, "duration_s": opts.duration_s, "sis_rate": opts.sis_rate,
         "activity_speed": opts.speed, "activity_rate_cap": opts.activity_rate or None,
         "sis_changes_found_by": "trigger" if opts.webhook else "polling",
-        "lms_rate_limit": opts.lms_rate_limit,
+        "lms_rate_limit": opts.lms_rate_limit, "roster_workers": run.settings.roster_workers,
     }  # fmt: skip
     if synced is None:
         view.say(f"demo: the initial sync did not complete within {opts.sync_deadline_s:.0f} s")

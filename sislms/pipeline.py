@@ -38,7 +38,10 @@ from streams.kafka import client_config
 from streams.settings import Settings
 from streams.topology import apply
 
-__all__ = ["Flow", "FlowState", "Latencies", "Watch", "child_env", "flows", "programs", "start_stack"]
+__all__ = [
+    "Flow", "FlowState", "Latencies", "Watch", "child_env", "flows", "programs", "roster_workers",
+    "start_stack",
+]  # fmt: skip
 
 _LOCAL = "http://127.0.0.1"
 
@@ -86,7 +89,15 @@ def programs(
             "lms-simulator", ("lms", "serve", *lms_state), ready_url=at(s.lms_simulator_port, "/_sim/health")
         ),
         Program("lms-receiver", ("lms", "receive"), ready_url=at(s.lms_events_port)),
-        Program("roster-worker", ("worker",), ready_url=at(s.roster_web_port), ready_timeout_s=180.0),
+        *(
+            Program(
+                name,
+                ("worker", "--name", worker, "--port", str(port)),
+                ready_url=at(port),
+                ready_timeout_s=180.0,
+            )
+            for name, worker, port in roster_workers(s)
+        ),
         Program("lms-sink", ("lms", "sink"), ready_url=at(s.lms_sink_port)),
         Program("lms-events", ("lms", "events"), ready_url=at(s.lms_events_processor_port)),
         Program("grade-passback", ("lms", "passback"), ready_url=at(s.passback_port)),
@@ -96,6 +107,15 @@ def programs(
         Program("dashboard", ("dashboard",), ready_url=at(s.dashboard_port)),
         Program("sis-source", ("sis", "sync"), ready_url=at(s.sis_trigger_port)),
     ]
+
+
+def roster_workers(settings: Settings) -> list[tuple[str, str, int]]:
+    """The roster workers the pipeline runs: (program name, worker name, web port) each; the
+    first is ``sislms worker``'s default, worker k > 1 listens on the web port + 10 + k."""
+    out = [("roster-worker", "worker-1", settings.roster_web_port)]
+    for k in range(2, settings.roster_workers + 1):
+        out.append((f"roster-worker-{k}", f"worker-{k}", settings.roster_web_port + 10 + k))
+    return out
 
 
 def start_stack(settings: Settings) -> tuple[Stack, Kernel]:

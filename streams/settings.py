@@ -154,6 +154,14 @@ class Settings(BaseSettings):
     roster_web_port: int = Field(
         18095, description="Port of a roster worker's `/healthz` and `/metrics` (127.0.0.1); one per worker."
     )
+    roster_workers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Roster worker processes `make run` and `sislms demo` start; they share the "
+        "`sis.*` partitions (more than the partition count idle). Worker k > 1 is named `worker-k` "
+        "and serves `/healthz` on `SISLMS_ROSTER_WEB_PORT` + 10 + k.",
+    )
     roster_batch_size: int = Field(
         500,
         ge=1,
