@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import sys
 import time
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the LMS simulator's throttle bucket in the demo runs (default Canvas's 700, about 100 calls "
         "a second; 0: off, to measure the pipeline rather than Canvas's rate limit)",
+    )
+    p.add_argument(
+        "--pipeline-ignore-memory",
+        action="store_true",
+        help="run a pipeline size even when its estimated peak memory is more than the machine has",
     )
     p.add_argument(
         "--pipeline-modes",
@@ -128,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _num(x: float | None, digits: int = 0) -> str:
-    return "n/a" if x is None else f"{x:,.{digits}f}"
+    return "n/a" if x is None or math.isnan(x) else f"{x:,.{digits}f}"
 
 
 def table(measurements: list[Measurement]) -> str:
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--pipeline-modes: trigger and/or polling, not {args.pipeline_modes!r}")
         measurements += run_pipeline(
             kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration, modes=modes,
-            lms_rate_limit=args.pipeline_lms_rate_limit,
+            lms_rate_limit=args.pipeline_lms_rate_limit, ignore_memory=args.pipeline_ignore_memory,
         )  # fmt: skip
 
     wall = time.perf_counter() - t0

@@ -50,15 +50,16 @@ class Measurement:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.rates)
+        """NaN when nothing ran (a run not started or not completed: its note says why)."""
+        return statistics.median(self.rates) if self.runs else float("nan")
 
     @property
     def low(self) -> float:
-        return min(self.rates)
+        return min(self.rates) if self.runs else float("nan")
 
     @property
     def high(self) -> float:
-        return max(self.rates)
+        return max(self.rates) if self.runs else float("nan")
 
     @property
     def median_mb_per_s(self) -> float | None:
@@ -72,9 +73,9 @@ class Measurement:
             "unit": self.unit,
             "per_run": self.per_run,
             "note": self.note,
-            "median": self.median,
-            "min": self.low,
-            "max": self.high,
+            "median": self.median if self.runs else None,
+            "min": self.low if self.runs else None,
+            "max": self.high if self.runs else None,
             "median_mb_per_s": self.median_mb_per_s,
             "runs": [asdict(r) | {"rate": r.rate, "mb_per_s": r.mb_per_s} for r in self.runs],
         }

@@ -18,6 +18,10 @@ truth (:mod:`sislms.reconcile`). Reported:
 - whether every flow reconciled clean (nothing missing, unexpected or duplicated).
 
 Nothing is asserted: a run that does not reconcile is reported as such, with its counts.
+
+A size whose run would not fit in the machine's memory is not started: the table says so, with
+the estimate (:func:`memory_needed_mb`, from the 25,000-user run's peaks) and what the machine
+has. ``--pipeline-ignore-memory`` starts it all the same.
 """
 
 from __future__ import annotations
@@ -25,12 +29,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psutil
+
 from bench.measure import Measurement, Run
 from sislms.demo import DemoOptions, run_demo
 
-__all__ = ["run_pipeline"]
+__all__ = ["memory_needed_mb", "run_pipeline"]
 
 log = logging.getLogger("bench")
+
+#: Peak resident memory of a demo run: its stack (Kafka's and the registry's JVMs, PostgreSQL)
+#: and, for each user, what the twelve programs held at their peaks in the 25,000-user run of
+#: 2026-12-07 (4,224 MB: the LMS simulator, the roster worker and the SIS simulator hold the
+#: district; the roster bench's 250,000-user worker grew ten times, to 11.5 GB).
+STACK_MB = 2_000
+PER_USER_MB = 0.17
+
+
+def memory_needed_mb(users: int) -> int:
+    """About the peak memory a demo run of ``users`` needs, stack included."""
+    return int(STACK_MB + PER_USER_MB * users)
 
 
 def _latency_note(flow: dict[str, Any], extra: str = "") -> str:
@@ -138,10 +156,23 @@ def run_pipeline(
     duration_s: float,
     modes: tuple[str, ...] = ("trigger", "polling"),
     lms_rate_limit: float | None = None,
+    ignore_memory: bool = False,
 ) -> list[Measurement]:
     out: list[Measurement] = []
     summaries: list[dict[str, Any]] = []
     for users in sizes:
+        needed, has = memory_needed_mb(users), psutil.virtual_memory().available // 2**20
+        if needed > has and not ignore_memory:
+            note = (
+                f"not run: it needs about {needed / 1024:,.0f} GB ({PER_USER_MB} MB a user, measured at "
+                f"25,000, and {STACK_MB / 1024:,.0f} GB for the stack); this machine has "
+                f"{has / 1024:,.1f} GB available (--pipeline-ignore-memory runs it all the same)"
+            )
+            log.warning("pipeline: %d users %s", users, note)
+            out.append(
+                Measurement("pipeline", f"whole pipeline, {users:,} users", "LMS objects/s", 0, note=note)
+            )
+            continue
         for mode in modes:
             log.info("pipeline: demo of %d users, changes by %s, %s s live", users, mode, duration_s)
             trigger = mode == "trigger"
