@@ -105,8 +105,9 @@ def build_sink(
         max_retries=settings.lms_max_retries,
     )
     provisioner = Provisioner(
-        client, ids, root_account=settings.lms_root_account, unenroll_task=settings.lms_unenroll_task
-    )
+        client, ids, root_account=settings.lms_root_account, unenroll_task=settings.lms_unenroll_task,
+        holders=ids.holders,
+    )  # fmt: skip
     producer = kernel.producer()
     return CanvasSink(
         consumer_conf={**conf, "group.id": group},

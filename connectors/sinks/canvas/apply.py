@@ -37,6 +37,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,7 +46,7 @@ from connectors.canvas.protocol import ENROLLMENT_TYPES, sis_ref
 from connectors.sinks.canvas.client import CanvasClient, CanvasRejected
 from streams.errors import RetriableError
 
-__all__ = ["Command", "DependencyMissing", "IdMap", "Outcome", "Provisioner"]
+__all__ = ["Command", "DependencyMissing", "EnrollmentHolders", "IdMap", "Outcome", "Provisioner"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,59 @@ class IdMap(Protocol):
     def get(self, kind: str, sis_id: str) -> str | None: ...
 
     def put(self, kind: str, sis_id: str, lms_id: str) -> None: ...
+
+
+class EnrollmentHolders:
+    """Canvas enrollment id -> the enrollment targets it stands for now.
+
+    Canvas keeps one enrollment per user, section, role and observed user, and enrolling again
+    returns the one it has: two SIS enrollments of a student in one class (a schedule change back
+    into the class, a record the SIS holds twice) are one Canvas enrollment, and so are their
+    guardians' observer enrollments. Ending it for one of them would take the student out of a
+    class the other still has them in, so an unenroll ends it only when no other target holds it
+    (:meth:`Provisioner._enrollment`). Learnt from the results topic at start, kept up to date as
+    commands are applied."""
+
+    def __init__(self) -> None:
+        self._of: dict[str, str] = {}  # target -> the Canvas enrollment it holds
+        self._by_lms: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, target: str, lms_id: str) -> None:
+        with self._lock:
+            self._release(target)
+            self._of[target] = lms_id
+            self._by_lms.setdefault(lms_id, set()).add(target)
+
+    def release(self, target: str) -> None:
+        with self._lock:
+            self._release(target)
+
+    def _release(self, target: str) -> None:
+        old = self._of.pop(target, None)
+        if old is not None:
+            holders = self._by_lms[old]
+            holders.discard(target)
+            if not holders:
+                del self._by_lms[old]
+
+    def others(self, target: str, lms_id: str) -> set[str]:
+        """The targets other than ``target`` that hold this Canvas enrollment."""
+        with self._lock:
+            return self._by_lms.get(lms_id, set()) - {target}
+
+    def learn(self, result: Mapping[str, Any]) -> None:
+        """One outcome from ``lms.provisioning.results.v1`` (read in order)."""
+        if result.get("targetType") != "enrollment" or result.get("status") not in ("applied", "unchanged"):
+            return
+        if result.get("action") == "unenroll":
+            self.release(result["targetSisId"])
+        elif result.get("lmsId") is not None:
+            self.hold(result["targetSisId"], str(result["lmsId"]))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._of)
 
 
 @dataclass(frozen=True)
@@ -103,12 +157,22 @@ class Provisioner:
     """Applies commands to one Canvas root account through ``client``."""
 
     def __init__(
-        self, client: CanvasClient, ids: IdMap, *, root_account: str = "1", unenroll_task: str = "delete"
+        self,
+        client: CanvasClient,
+        ids: IdMap,
+        *,
+        root_account: str = "1",
+        unenroll_task: str = "delete",
+        holders: EnrollmentHolders | None = None,
     ) -> None:
         if unenroll_task not in UNENROLL_TASKS:
             raise ValueError(f"unenroll task must be one of {UNENROLL_TASKS}, not {unenroll_task!r}")
         self.client = client
         self.ids = ids
+        self.holders = holders if holders is not None else EnrollmentHolders()
+        #: enrolling and ending one (user, course) are done under one of these, so that an
+        #: unenroll never ends a Canvas enrollment another lane has just been given back
+        self._stripes = [threading.Lock() for _ in range(64)]
         self.root = root_account
         self.unenroll_task = unenroll_task
         #: (kind, SIS id) -> whether that object's own command is on its way (the sink sets it):
@@ -426,17 +490,26 @@ class Provisioner:
             raise CanvasRejected(400, f"course role {role!r} has no base role", "APPLY", role)
         return {"type": base_type, "role_id": self._role_id(role, base_type)}
 
+    def _stripe(self, user: str, course: str) -> threading.Lock:
+        return self._stripes[zlib.crc32(f"{user}|{course}".encode()) % len(self._stripes)]
+
     def _enrollment(self, c: Command) -> Outcome:
         a = c.attributes
         previous = self.ids.get("enrollment", c.target)
         course = a.get("course_id")
         if course is None:
             raise CanvasRejected(400, "an enrollment without course_id", "APPLY", c.target)
+        user_sis = a.get("user_id") or ""
         if a.get("status") != "active":
             if previous is None:
                 return _unchanged()
-            return self._end(course, previous)
-        user_sis = a.get("user_id") or ""
+            with self._stripe(user_sis, course):
+                if self.holders.others(c.target, previous):
+                    self.holders.release(c.target)  # another SIS enrollment still holds it
+                    return _unchanged(previous)
+                outcome = self._end(course, previous)
+                self.holders.release(c.target)
+                return outcome
         body: dict[str, Any] = {
             "user_id": int(self._need("user", user_sis)),
             **self._course_role(a.get("role") or "", a.get("base_role")),
@@ -450,13 +523,18 @@ class Provisioner:
             body["associated_user_id"] = int(self._need("user", observed))
         section = a.get("section_id")
         if section is not None:
-            where = self._need("section", section)
-            made = self.client.call("POST", f"/sections/{where}/enrollments", json={"enrollment": body})
+            path = f"/sections/{self._need('section', section)}/enrollments"
         else:
-            where = self._need("course", course)
-            made = self.client.call("POST", f"/courses/{where}/enrollments", json={"enrollment": body})
-        if previous is not None and previous != str(made["id"]):
-            self._end(course, previous)  # change_role: the enrollment in the old role goes
+            path = f"/courses/{self._need('course', course)}/enrollments"
+        with self._stripe(user_sis, course):
+            made = self.client.call("POST", path, json={"enrollment": body})
+            self.holders.hold(c.target, str(made["id"]))
+            if (
+                previous is not None
+                and previous != str(made["id"])
+                and not self.holders.others(c.target, previous)
+            ):
+                self._end(course, previous)  # change_role: the enrollment in the old role goes
         return _applied(made["id"])
 
     def _end(self, course: str, enrollment_id: str) -> Outcome:

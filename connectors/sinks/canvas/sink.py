@@ -45,7 +45,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 
-from connectors.sinks.canvas.apply import Command, DependencyMissing, Outcome, Provisioner
+from connectors.sinks.canvas.apply import Command, DependencyMissing, EnrollmentHolders, Outcome, Provisioner
 from connectors.sinks.canvas.client import CanvasRejected
 from streams.dlq import REPLAY_HEADER, DeadLetterPublisher, SourcePosition
 from streams.errors import RetriableError, SkippableError
@@ -89,9 +89,12 @@ class ResultsIdMap:
         self._ids: dict[tuple[str, str], str] = {}
         self._seq: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        #: which enrollment targets hold each Canvas enrollment (for the Provisioner)
+        self.holders = EnrollmentHolders()
 
     def load(self, results: Iterable[Mapping[str, Any]]) -> ResultsIdMap:
         for r in results:
+            self.holders.learn(r)
             key = (r["targetType"], r["targetSisId"])
             if r.get("lmsId") is not None:
                 self._ids[key] = r["lmsId"]

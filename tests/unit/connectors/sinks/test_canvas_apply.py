@@ -296,6 +296,76 @@ def test_a_role_change_replaces_the_enrollment_and_unenroll_ends_it(lms: LmsSimu
     assert p.apply(gone).status == "unchanged"  # already gone
 
 
+def _student_enrollments(lms: LmsSimulator) -> list[tuple[str, str]]:
+    return [(e["user"], e["type"]) for e in lms.store.ground_truth()["enrollments"] if e["user"] == "u-s"]
+
+
+@pytest.mark.parametrize("first_gone", ["e-s", "e-s-again"])
+def test_two_sis_enrollments_in_one_class_share_a_canvas_enrollment_that_ends_with_the_last(
+    lms: LmsSimulator, first_gone: str
+) -> None:
+    # a schedule change back into a class: the SIS holds two enrollment records of one student
+    # in one class; Canvas keeps one enrollment, and unenrolling one record must not take the
+    # student out of the class the other still has them in
+    ids = Ids()
+    p = _provisioner(lms, ids)
+    for c in DISTRICT[:9]:
+        p.apply(c)
+    again = Command("enroll", "enrollment", "e-s-again", dict(DISTRICT[10].attributes))
+    one, two = p.apply(DISTRICT[10]), p.apply(again)
+    assert one.lms_id == two.lms_id  # Canvas gave the same enrollment back
+    assert p.holders.others("e-s", str(one.lms_id)) == {"e-s-again"}
+    first, last = (DISTRICT[10], again) if first_gone == "e-s" else (again, DISTRICT[10])
+    gone = Command("unenroll", "enrollment", first.target, {**first.attributes, "status": "deleted"})
+    assert p.apply(gone).status == "unchanged"
+    assert _student_enrollments(lms) == [("u-s", "StudentEnrollment")]  # still in the class
+    gone = Command("unenroll", "enrollment", last.target, {**last.attributes, "status": "deleted"})
+    assert p.apply(gone).status == "applied"
+    assert _student_enrollments(lms) == []
+    assert len(p.holders) == 0
+
+
+def test_a_role_change_keeps_the_old_canvas_enrollment_another_sis_enrollment_holds(
+    lms: LmsSimulator,
+) -> None:
+    p = _provisioner(lms)
+    for c in DISTRICT[:9]:
+        p.apply(c)
+    again = Command("enroll", "enrollment", "e-s-again", dict(DISTRICT[10].attributes))
+    p.apply(DISTRICT[10])
+    p.apply(again)
+    ta = Command(
+        "change_role", "enrollment", "e-s", {**DISTRICT[10].attributes, "role": "ta", "base_role": "ta"}
+    )
+    p.apply(ta)
+    assert sorted(_student_enrollments(lms)) == [("u-s", "StudentEnrollment"), ("u-s", "TaEnrollment")]
+
+
+def test_the_holders_of_each_canvas_enrollment_are_learnt_from_the_results_in_order() -> None:
+    from connectors.sinks.canvas.sink import ResultsIdMap
+
+    def result(target: str, action: str, lms_id: str | None, status: str = "applied") -> dict[str, Any]:
+        return {
+            "targetType": "enrollment", "targetSisId": target, "action": action, "status": status,
+            "lmsId": lms_id, "sequence": 1,
+        }  # fmt: skip
+
+    ids = ResultsIdMap().load(
+        [
+            result("e-1", "enroll", "77"),
+            result("e-2", "enroll", "77"),
+            result("e-3", "enroll", "78"),
+            result("e-3", "unenroll", "78"),
+            result("e-4", "enroll", "79", status="dead_lettered"),
+            result("e-1", "change_role", "80"),
+        ]
+    )
+    assert ids.holders.others("e-9", "77") == {"e-2"}
+    assert ids.holders.others("e-9", "78") == set()
+    assert ids.holders.others("e-9", "79") == set()
+    assert ids.holders.others("e-9", "80") == {"e-1"}
+
+
 def test_custom_course_roles_are_made_once(lms: LmsSimulator) -> None:
     p = _provisioner(lms)
     for c in DISTRICT[:9]:
