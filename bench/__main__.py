@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a second; 0: off, to measure the pipeline rather than Canvas's rate limit)",
     )
     p.add_argument(
+        "--pipeline-roster-workers",
+        type=int,
+        default=None,
+        help="roster worker processes in the demo runs (default SISLMS_ROSTER_WORKERS, 1)",
+    )
+    p.add_argument(
         "--pipeline-ignore-memory",
         action="store_true",
         help="run a pipeline size even when its estimated peak memory is more than the machine has",
@@ -230,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         measurements += run_pipeline(
             kernel, sizes, duration_s=30.0 if quick else args.pipeline_duration, modes=modes,
             lms_rate_limit=args.pipeline_lms_rate_limit, ignore_memory=args.pipeline_ignore_memory,
+            roster_workers=args.pipeline_roster_workers,
         )  # fmt: skip
 
     wall = time.perf_counter() - t0

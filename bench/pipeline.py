@@ -73,6 +73,8 @@ def _measurements(summary: dict[str, Any], mode: str) -> list[Measurement]:
     label = f"{users:,} users"
     if summary.get("lms_rate_limit") == 0:
         label += ", Canvas throttle off"
+    if (summary.get("roster_workers") or 1) > 1:
+        label += f", {summary['roster_workers']} roster workers"
     out: list[Measurement] = []
     flows = summary.get("flows", {})
     if mode == "trigger":
@@ -157,6 +159,7 @@ def run_pipeline(
     modes: tuple[str, ...] = ("trigger", "polling"),
     lms_rate_limit: float | None = None,
     ignore_memory: bool = False,
+    roster_workers: int | None = None,
 ) -> list[Measurement]:
     out: list[Measurement] = []
     summaries: list[dict[str, Any]] = []
@@ -181,7 +184,10 @@ def run_pipeline(
                 lms_rate_limit=lms_rate_limit,
             )  # fmt: skip
             got: list[dict[str, Any]] = []
-            code = run_demo(kernel.settings, options, got.append)
+            settings = kernel.settings
+            if roster_workers is not None:
+                settings = settings.model_copy(update={"roster_workers": roster_workers})
+            code = run_demo(settings, options, got.append)
             summary = got[0] if got else {"users": users, "duration_s": duration_s, "ok": False}
             summary.pop("endpoints", None)  # credentials stay out of the results
             summaries.append(summary)
