@@ -163,6 +163,11 @@ class _Run:
     def lms(self) -> str:
         return f"http://127.0.0.1:{self.settings.lms_simulator_port}"
 
+    def close(self) -> None:
+        """Let this process's Kafka clients go, before the stack stops."""
+        self.watch.close()
+        self.kernel.close()
+
     def tick(self, extra: str = "") -> None:
         """Watch the children, show the flows; raise when interrupted."""
         if self.interrupted.is_set():
@@ -269,11 +274,13 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
             view.say("demo: interrupted; stopping")
             supervisor.stop()
             if not options.keep:
+                run.close()
                 stack.down()
             return 130
         except Exception:
             supervisor.stop()
             if not options.keep:
+                run.close()
                 stack.down()
             raise
         finally:
@@ -285,6 +292,7 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
             supervisor.detach()
         else:
             supervisor.stop()
+            run.close()
             stack.down()
     emit(summary)
     return 0 if summary["ok"] else 1

@@ -16,6 +16,7 @@ topics against the SIS simulator's counts.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import time
@@ -212,6 +213,12 @@ class Watch:
             conf = client_config(self.settings, self.bootstrap)
             self._admin = AdminClient({**conf, "log_level": 3})
         return self._admin
+
+    def close(self) -> None:
+        """Let the admin client go (see :meth:`Kernel.close`)."""
+        if self._admin is not None:
+            self._admin = None
+            gc.collect()
 
     def read(self) -> list[FlowState]:
         out: list[FlowState] = []

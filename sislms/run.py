@@ -77,6 +77,7 @@ def run_pipeline(settings: Settings, options: RunOptions) -> int:
             refusal = _foreign_data(settings, kernel, resuming)
             if refusal:
                 view.say(refusal)
+                kernel.close()
                 stack.down()
                 return 2
             sis_state.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,7 @@ def run_pipeline(settings: Settings, options: RunOptions) -> int:
             finally:
                 view.say("stopping: the programs, then the stack")
                 supervisor.stop()
+                kernel.close()
                 stack.down()
                 view.say("stopped; `make run` again resumes from here")
             return 0
