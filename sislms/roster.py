@@ -67,6 +67,18 @@ def _replication(kernel: Kernel) -> int:
     return max(1, min(3, brokers))
 
 
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Each roster table's RocksDB budget per partition (a worker opens one database per table and
+    partition it holds, standbys included): two write buffers and a block cache. Faust's own
+    defaults (three 64 MB buffers and a 2 GB cache, each) let a worker grow with the district."""
+    mb = 1024 * 1024
+    return {
+        "write_buffer_size": settings.roster_rocksdb_write_buffer_mb * mb,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.roster_rocksdb_block_cache_mb * mb,
+    }
+
+
 def build_roster(
     settings: Settings,
     *,
@@ -104,6 +116,7 @@ def build_roster(
         batch_size=settings.roster_batch_size,
         batch_within=settings.roster_batch_within,
         standby_replicas=settings.roster_standby_replicas,
+        store_options=rocksdb_options(settings),
     )
     _declare_changelogs(kernel, roster)
     # every rule set a worker starts with is recorded: the audit's versions read back, and what

@@ -181,6 +181,18 @@ class Settings(BaseSettings):
         "`table_standby_replicas`): a worker taking over partitions need not restore their tables "
         "first.",
     )
+    roster_rocksdb_write_buffer_mb: int = Field(
+        16,
+        ge=1,
+        description="Size of each roster table's RocksDB write buffer (two per table and partition "
+        "a worker holds), in MB.",
+    )
+    roster_rocksdb_block_cache_mb: int = Field(
+        32,
+        ge=1,
+        description="Size of each roster table's RocksDB block cache (one per table and partition a "
+        "worker holds), in MB; the OS page cache serves what it misses.",
+    )
     roster_as_of: date | None = Field(
         None,
         description="The date roles and enrollments are judged at (beginDate/endDate). Unset: today "

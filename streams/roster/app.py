@@ -274,8 +274,11 @@ class Roster:
         batch_size: int = 500,
         batch_within: float = 0.05,
         standby_replicas: int = 1,
+        store_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.topics = t = topics or RosterTopics()
+        #: RocksDB options of each table's store (Faust's ``Table(options=...)``), per partition
+        self.store_options = dict(store_options or {})
         self.rules = rules
         self.reference = reference
         self.dead_letters = dead_letters
@@ -341,7 +344,8 @@ class Roster:
 
         def table(name: str) -> Any:
             # keys and values as JSON (Faust's table_key_serializer / table_value_serializer)
-            return app.Table(name, default=None, partitions=self.partitions)
+            # a fresh dict each: Faust's RocksDB store pops keys from the one it is given
+            return app.Table(name, default=None, partitions=self.partitions, options=dict(self.store_options))
 
         self.routes = table("routes")
         self.classes = table("classes")

@@ -39,3 +39,23 @@ def test_the_worker_logs_at_its_level_with_no_spinner_turning_debug_on(monkeypat
     worker._setup_logging()
     assert worker.spinner is None
     assert root.level == logging.WARNING and not root.isEnabledFor(logging.DEBUG)
+
+
+def test_each_table_opens_its_rocksdb_with_the_budget_of_the_settings(make_roster) -> None:
+    """Faust's defaults (three 64 MB write buffers and a 2 GB block cache per table and partition)
+    let a worker grow with the district: 11.5 GB at 250,000 users."""
+    from sislms.roster import rocksdb_options
+    from streams.settings import Settings
+
+    options = rocksdb_options(Settings(roster_rocksdb_write_buffer_mb=8, roster_rocksdb_block_cache_mb=24))
+    roster = make_roster(store="rocksdb://", store_options=options)
+    tables = [roster.routes, roster.classes, roster.people, roster.catalog]
+    for table in tables:
+        made = table.data.rocksdb_options  # the store Faust builds for the table
+        assert made.write_buffer_size == 8 * 2**20
+        assert made.max_write_buffer_number == 2
+        assert made.block_cache_size == 24 * 2**20
+        made.as_options()  # rocksdict takes them
+    assert options == rocksdb_options(
+        Settings(roster_rocksdb_write_buffer_mb=8, roster_rocksdb_block_cache_mb=24)
+    )
