@@ -9,6 +9,7 @@ as incompatible fails that subject only, and ``apply`` reports it (the CLI exits
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +187,26 @@ def _plan_schema(catalog: Catalog, spec: TopicSpec, registry: Registry, out: Pla
         out.actions.append(Action("register_schema", subject, detail, {"topic": spec.name}))
 
 
+def _await_config(admin: AdminClient, topic: str, wanted: dict[str, str], timeout_s: float = 15.0) -> None:
+    """Wait until the broker describes the topic with ``wanted``: a changed configuration is
+    accepted before the broker serves it, and a ``plan`` right after would see the old one."""
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            now = {k: v.value for k, v in admin.describe_configs([res])[res].result(timeout=10).items()}
+        except KafkaException:
+            now = {}
+        if all(now.get(k) == str(v) for k, v in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            log.warning(
+                "topology apply: %s does not show its new configuration after %.0f s", topic, timeout_s
+            )
+            return
+        time.sleep(0.2)
+
+
 def apply(
     catalog: Catalog,
     admin: AdminClient,
@@ -245,6 +266,8 @@ def apply(
             result.applied.append(a)
         except KafkaException as exc:
             result.failed[a.target] = str(exc)
+        else:
+            _await_config(admin, a.target, a.data["config"])
 
     # Compatibility first, so the registry checks the new version against the declared level.
     for a in (a for a in p.actions if a.kind == "set_compatibility"):
