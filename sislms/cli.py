@@ -987,6 +987,14 @@ def roles_reapply(
 
 
 # --- the whole pipeline -------------------------------------------------------------------
+RosterWorkers = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=32, help="Roster worker processes sharing the partitions (default: SISLMS_ROSTER_WORKERS)."
+    ),
+]
+
+
 def _with_workers(settings: Settings, workers: int | None) -> Settings:
     return settings if workers is None else settings.model_copy(update={"roster_workers": workers})
 
@@ -1005,14 +1013,7 @@ def run_cmd(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start over: remove the stored state (topics, store, simulators).")
     ] = False,
-    roster_workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=32,
-            help="Roster worker processes sharing the partitions (default: SISLMS_ROSTER_WORKERS).",
-        ),
-    ] = None,
+    roster_workers: RosterWorkers = None,
 ) -> None:
     """Run the whole district pipeline, supervised, until Ctrl-C: the stack, the simulators, the
     sources, workers, sinks, event receiver and dashboard. Running it again resumes."""
@@ -1064,14 +1065,7 @@ def demo_cmd(
             "loaded again.",
         ),
     ] = False,
-    roster_workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=32,
-            help="Roster worker processes sharing the partitions (default: SISLMS_ROSTER_WORKERS).",
-        ),
-    ] = None,
+    roster_workers: RosterWorkers = None,
 ) -> None:
     """Run the whole pipeline over a generated district on a stack of its own, for --duration
     seconds of live changes, then reconcile every flow against the simulators' ground truth.
