@@ -163,10 +163,14 @@ class _Run:
     def lms(self) -> str:
         return f"http://127.0.0.1:{self.settings.lms_simulator_port}"
 
-    def close(self) -> None:
-        """Let this process's Kafka clients go, before the stack stops."""
-        self.watch.close()
-        self.kernel.close()
+    def stop(self, stack: Stack) -> None:
+        """Stop the programs, then (unless ``--keep``) this process's Kafka clients and the stack:
+        the clients first, or librdkafka logs each refused reconnection to standard error."""
+        self.supervisor.stop()
+        if not self.options.keep:
+            self.watch.close()
+            self.kernel.close()
+            stack.down()
 
     def tick(self, extra: str = "") -> None:
         """Watch the children, show the flows; raise when interrupted."""
@@ -272,16 +276,10 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
             summary = _phases(run, t_start)
         except KeyboardInterrupt:
             view.say("demo: interrupted; stopping")
-            supervisor.stop()
-            if not options.keep:
-                run.close()
-                stack.down()
+            run.stop(stack)
             return 130
         except Exception:
-            supervisor.stop()
-            if not options.keep:
-                run.close()
-                stack.down()
+            run.stop(stack)
             raise
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -291,9 +289,7 @@ def run_demo(base: Settings, options: DemoOptions, emit: Callable[[dict[str, Any
             view.say("demo: --keep: the stack and the programs stay up; stop them with `sislms demo --stop`")
             supervisor.detach()
         else:
-            supervisor.stop()
-            run.close()
-            stack.down()
+            run.stop(stack)
     emit(summary)
     return 0 if summary["ok"] else 1
 

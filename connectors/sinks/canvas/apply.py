@@ -504,12 +504,10 @@ class Provisioner:
             if previous is None:
                 return _unchanged()
             with self._stripe(user_sis, course):
-                if self.holders.others(c.target, previous):
-                    self.holders.release(c.target)  # another SIS enrollment still holds it
-                    return _unchanged(previous)
-                outcome = self._end(course, previous)
                 self.holders.release(c.target)
-                return outcome
+                if self.holders.others(c.target, previous):
+                    return _unchanged(previous)  # another SIS enrollment still holds it
+                return self._end(course, previous)
         body: dict[str, Any] = {
             "user_id": int(self._need("user", user_sis)),
             **self._course_role(a.get("role") or "", a.get("base_role")),
