@@ -121,6 +121,9 @@ def build_sink(
         lanes=settings.lms_sink_lanes,
         dependency_wait_s=settings.lms_sink_dependency_wait_s,
         stage=stage,
+        bulk_min_backlog=settings.lms_sink_bulk_min_backlog,
+        bulk_max_rows=settings.lms_sink_bulk_max_rows,
+        bulk_max_wait_s=settings.lms_sink_bulk_max_wait_s,
     )
 
 

@@ -229,6 +229,22 @@ class Settings(BaseSettings):
         "parent account) to reach Canvas before it is dead-lettered with that reason; the wait "
         "lasts while the sink still has other commands to apply (at most ten times this).",
     )
+    lms_sink_bulk_min_backlog: int = Field(
+        1000,
+        ge=0,
+        description="While the provisioning sink is at least this many commands behind its topic "
+        "(a first load, a catch-up), creates of targets it has never handled go through Canvas SIS "
+        "Imports (one CSV upload for thousands) instead of one REST call each; 0 turns it off.",
+    )
+    lms_sink_bulk_max_rows: int = Field(
+        50_000, ge=1, description="Most rows in one Canvas SIS Import of the provisioning sink."
+    )
+    lms_sink_bulk_max_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long the provisioning sink gathers rows for a Canvas SIS Import while it is "
+        "still reading its backlog (it posts at once when it has read to the end).",
+    )
     lms_http_timeout_s: float = Field(30.0, description="Timeout of one Canvas API call.")
     lms_max_retries: int = Field(
         8, description="Retries of a throttled, 5xx or unanswered Canvas call before the sink backs off."

@@ -2,6 +2,22 @@
 and the tests use, with Canvas's pagination, throttling and error shapes
 (:mod:`connectors.canvas.protocol`), behind a Bearer access token.
 
+SIS Imports (:mod:`simulators.lms.sis_import`), on the root account (``1`` or ``self``):
+
+- ``POST /api/v1/accounts/1/sis_imports``: ``import_type`` (``instructure_csv``, the default) and
+  ``extension`` (``csv`` or ``zip``) in the query string or form; the data as the raw body
+  (``application/zip``, ``text/csv`` or ``application/octet-stream``; without ``extension`` the
+  type decides, else zip, as in Canvas) or as the multipart file field ``attachment`` (its file
+  name's extension decides). 200 with the SIS import, ``workflow_state`` ``created``; it is applied
+  in the background (``importing``, then ``imported``, ``imported_with_messages`` or
+  ``failed_with_messages``). 400 for another import type or extension, no data, a zip that cannot
+  be read, or a sub-account.
+- ``GET /api/v1/accounts/1/sis_imports/:id``: that import (404 unknown);
+  ``GET /api/v1/accounts/1/sis_imports``: ``{"sis_imports": [...]}``, the newest first, paged.
+
+An import's POST and GETs are API requests like any other (token, faults, throttling); applying
+it is not throttled, but ``import_rows_per_s`` (see below) paces it like Canvas's own importer.
+
 Control API (no token; bind the simulator to loopback):
 
 - ``GET /_sim/health``: object counts and request counters.
@@ -9,7 +25,9 @@ Control API (no token; bind the simulator to loopback):
 - ``POST /_sim/faults``: ``{"status": 503, "times": 2, "path": "enrollments", "retry_after": 1}``
   answers the next matching API requests with that status; ``DELETE /_sim/faults`` clears them.
 - ``POST /_sim/throttle``: ``{"capacity": 700, "leak_per_s": 10, "cost": 1, "preflight": 50}``
-  retunes the rate limit (a throttling storm is a small capacity); ``{"capacity": 0}`` turns it off.
+  retunes the rate limit (a throttling storm is a small capacity); ``{"capacity": 0}`` turns it off;
+  ``{"import_rows_per_s": 200}`` paces SIS imports (0, the default: as fast as the store goes).
+  Answers the settings.
 
 Served by :class:`~simulators.lms.server.LmsSimulator` (they need its activity runs, write log
 and Live Events emitter):
@@ -33,11 +51,13 @@ and Live Events emitter):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +73,7 @@ from connectors.canvas.protocol import (
     page_links,
     validation_body,
 )
+from simulators.lms.sis_import import SisDataError, SisImports, read_upload
 from simulators.lms.store import CanvasError, CanvasStore, Obj
 
 __all__ = ["Fault", "LmsState", "Throttle", "build_app"]
@@ -60,6 +81,11 @@ __all__ = ["Fault", "LmsState", "Throttle", "build_app"]
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+#: the largest request body accepted (an SIS import's zip of a whole district)
+MAX_BODY = 256 * 1024 * 1024
+#: a raw SIS import body's extension by its Content-Type (otherwise zip, as in Canvas)
+_SIS_EXTENSIONS = {"application/zip": "zip", "application/x-zip-compressed": "zip", "text/csv": "csv"}
+_THROTTLE_SETTINGS = ("capacity", "leak_per_s", "cost", "preflight", "import_rows_per_s")
 
 
 @dataclass
@@ -74,12 +100,16 @@ class Fault:
 class Throttle:
     """Canvas's leaky bucket, per access token: a request adds ``preflight`` while it runs and
     ``cost`` when done; the bucket drains ``leak_per_s`` a second; a request that finds it over
-    ``capacity`` is refused with 403. ``capacity`` 0 turns throttling off."""
+    ``capacity`` is refused with 403. ``capacity`` 0 turns throttling off.
+
+    ``import_rows_per_s`` is no request limit but Canvas's own pace applying an SIS import's rows
+    (0: as fast as the store goes)."""
 
     capacity: float = 700.0
     leak_per_s: float = 10.0
     cost: float = 0.1
     preflight: float = 50.0
+    import_rows_per_s: float = 0.0
     _level: dict[str, float] = field(default_factory=dict)
     _at: dict[str, float] = field(default_factory=dict)
 
@@ -119,6 +149,11 @@ class LmsState:
     requests: int = 0
     throttled: int = 0
     faulted: int = 0
+    sis_imports: SisImports = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the pace is read through the state: tests swap in a new Throttle
+        self.sis_imports = SisImports(self.store, pace=lambda: self.throttle.import_rows_per_s)
 
 
 Handler = Callable[[web.Request, dict[str, Any]], Any]
@@ -218,6 +253,36 @@ def _paged(
     return web.json_response(body, headers=headers)
 
 
+def _root_account(store: CanvasStore, ref: str) -> None:
+    account = store.account(1 if ref == "self" else ref)
+    if account["id"] != 1:
+        raise CanvasError(400, "SIS imports are made on the root account", "account_id", "invalid")
+
+
+async def _sis_upload(request: web.Request, params: dict[str, Any]) -> tuple[bytes, str, str | None]:
+    """An SIS import POST's data: (the bytes, ``csv`` or ``zip``, a lone CSV's file name)."""
+    extension = str(params.get("extension") or "").lower().lstrip(".")
+    name = None
+    if request.content_type == "multipart/form-data":
+        attachment = (await request.post()).get("attachment")
+        if isinstance(attachment, web.FileField):
+            data = await asyncio.to_thread(attachment.file.read)
+            name = PurePosixPath(attachment.filename or "").name or None
+            extension = PurePosixPath(name or "").suffix.lstrip(".").lower() or extension or "zip"
+        elif isinstance(attachment, str):
+            data, extension = attachment.encode(), extension or "csv"
+        else:
+            raise CanvasError(400, "attachment is required", "attachment", "blank")
+    else:
+        data = await request.read()
+        extension = extension or _SIS_EXTENSIONS.get(request.content_type, "zip")
+    if extension not in ("csv", "zip"):
+        raise CanvasError(400, "extension must be csv or zip", "extension", "inclusion")
+    if not data.strip():
+        raise CanvasError(400, "no SIS data: send a CSV or a zip of CSVs", "attachment", "blank")
+    return data, extension, name
+
+
 def build_app(state: LmsState) -> web.Application:
     """The aiohttp application serving ``state``."""
     store = state.store
@@ -261,12 +326,14 @@ def build_app(state: LmsState) -> web.Application:
             response.headers[RATE_LIMIT_REMAINING] = f"{left:.1f}"
         return response
 
-    app = web.Application(middlewares=[canvas])
+    app = web.Application(middlewares=[canvas], client_max_size=MAX_BODY)
 
     def route(method: str, path: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             async def handle(request: web.Request) -> web.StreamResponse:
-                result = fn(request, await _params(request))
+                params = await _params(request)
+                with store.lock:  # SIS imports and activity runs write from their own threads
+                    result = fn(request, params)
                 if isinstance(result, web.StreamResponse):
                     return result
                 return web.json_response(result)
@@ -430,6 +497,31 @@ def build_app(state: LmsState) -> web.Application:
     route("POST", "/accounts/{account}/roles")(
         lambda r, p: _role_json(store.create_role(arg(r, "account"), p))
     )
+
+    # SIS imports
+    async def create_sis_import(request: web.Request) -> web.Response:
+        _root_account(store, arg(request, "account"))
+        params = await _params(request)
+        if str(params.get("import_type") or "instructure_csv") != "instructure_csv":
+            raise CanvasError(400, "invalid import_type parameter", "import_type", "inclusion")
+        data, extension, name = await _sis_upload(request, params)
+        try:
+            files = await asyncio.to_thread(read_upload, data, extension, name)
+        except SisDataError as exc:
+            raise CanvasError(400, str(exc), "attachment", "invalid") from None
+        return web.json_response(state.sis_imports.submit(files))
+
+    def sis_imports(r: web.Request, p: dict[str, Any]) -> Any:
+        _root_account(store, arg(r, "account"))
+        return _paged(r, state.sis_imports.listed(), dict, "sis_imports")
+
+    def sis_import(r: web.Request, p: dict[str, Any]) -> Any:
+        _root_account(store, arg(r, "account"))
+        return state.sis_imports.get(arg(r, "id"))
+
+    app.router.add_post(API + "/accounts/{account}/sis_imports", create_sis_import)
+    route("GET", "/accounts/{account}/sis_imports")(sis_imports)
+    route("GET", "/accounts/{account}/sis_imports/{id}")(sis_import)
     # assignments and submissions
     route("GET", "/courses/{course}/assignments")(
         lambda r, p: _paged(r, store.course_assignments(arg(r, "course")), dict)
@@ -486,15 +578,12 @@ def build_app(state: LmsState) -> web.Application:
     async def throttle(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            for name in ("capacity", "leak_per_s", "cost", "preflight"):
+            for name in _THROTTLE_SETTINGS:
                 if name in body:
                     setattr(state.throttle, name, float(body[name]))
         except (ValueError, TypeError) as exc:
             return web.json_response(error_body(f"bad throttle: {exc}"), status=400)
-        t = state.throttle
-        return web.json_response(
-            {"capacity": t.capacity, "leak_per_s": t.leak_per_s, "cost": t.cost, "preflight": t.preflight}
-        )
+        return web.json_response({name: getattr(state.throttle, name) for name in _THROTTLE_SETTINGS})
 
     app.router.add_get("/_sim/health", health)
     app.router.add_get("/_sim/state", ground_truth)

@@ -266,7 +266,7 @@ class Provisioner:
         self._absent.pop(key, None)
         return str(found["id"])
 
-    def _role_id(self, label: str, base: str) -> int:
+    def role_id(self, label: str, base: str) -> int:
         """A custom role's id by label; created (with base role type ``base``) when missing."""
         key = (label, base)
         with self._roles_lock:
@@ -488,7 +488,7 @@ class Provisioner:
         base_type = ENROLLMENT_TYPES.get(base or "")
         if base_type is None:
             raise CanvasRejected(400, f"course role {role!r} has no base role", "APPLY", role)
-        return {"type": base_type, "role_id": self._role_id(role, base_type)}
+        return {"type": base_type, "role_id": self.role_id(role, base_type)}
 
     def _stripe(self, user: str, course: str) -> threading.Lock:
         return self._stripes[zlib.crc32(f"{user}|{course}".encode()) % len(self._stripes)]
@@ -554,7 +554,7 @@ class Provisioner:
     def _admin(self, c: Command) -> Outcome:
         a = c.attributes
         role = a.get("role") or "AccountAdmin"
-        role_id = self._role_id(role, "AccountMembership")
+        role_id = self.role_id(role, "AccountMembership")
         account = self._account_ref(a.get("account_id"))
         user_sis = a.get("user_id") or ""
         path = f"/accounts/{account}/admins"

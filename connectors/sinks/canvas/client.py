@@ -124,9 +124,13 @@ class CanvasClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         missing_ok: bool = False,
+        content: bytes | None = None,
+        content_type: str | None = None,
     ) -> Any:
-        """One API call; the decoded JSON body, or ``None`` for a 404 when ``missing_ok``."""
-        return self._call(method, path, json, params, missing_ok).body
+        """One API call; the decoded JSON body, or ``None`` for a 404 when ``missing_ok``.
+        ``content`` is sent as the raw body (an SIS import's file), typed ``content_type``."""
+        upload = None if content is None else (content, content_type or "application/octet-stream")
+        return self._call(method, path, json, params, missing_ok, upload).body
 
     def _call(
         self,
@@ -135,11 +139,12 @@ class CanvasClient:
         json: Mapping[str, Any] | None,
         params: Mapping[str, Any] | None,
         missing_ok: bool,
+        upload: tuple[bytes, str] | None = None,
     ) -> _Answer:
         attempt = 0
         while True:
             self._pace()
-            answer = self._once(method, path, json, params)
+            answer = self._once(method, path, json, params, upload)
             if answer.problem is None:
                 if answer.status == 404 and not missing_ok:
                     raise CanvasRejected(404, error_message(answer.body), method, path)
@@ -164,10 +169,21 @@ class CanvasClient:
             self.sleep(delay)
 
     def _once(
-        self, method: str, path: str, json: Mapping[str, Any] | None, params: Mapping[str, Any] | None
+        self,
+        method: str,
+        path: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        upload: tuple[bytes, str] | None = None,
     ) -> _Answer:
         try:
-            response = self.http.request(method, self.api + path, json=json, params=params)
+            if upload is None:
+                response = self.http.request(method, self.api + path, json=json, params=params)
+            else:
+                response = self.http.request(
+                    method, self.api + path, params=params, content=upload[0],
+                    headers={"Content-Type": upload[1]},
+                )  # fmt: skip
         except httpx.TransportError as exc:
             return _Answer(exc.__class__.__name__, None, None, None, {})
         status = response.status_code

@@ -46,6 +46,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 
 from connectors.sinks.canvas.apply import Command, DependencyMissing, EnrollmentHolders, Outcome, Provisioner
+from connectors.sinks.canvas.bulk import BulkRow, SisImportLoader, importable
 from connectors.sinks.canvas.client import CanvasRejected
 from streams.dlq import REPLAY_HEADER, DeadLetterPublisher, SourcePosition
 from streams.errors import RetriableError, SkippableError
@@ -200,6 +201,13 @@ class _Wake:
     key: bytes | None
 
 
+@dataclass(frozen=True)
+class _First:
+    """A command an SIS import did not make, handed back: it goes before its key's later ones."""
+
+    item: _Item
+
+
 class _Lane(threading.Thread):
     """Applies the commands of the keys hashed to it, in order per key. A key whose command must
     wait (a dependency, Canvas unavailable) is parked with its later commands behind it; other
@@ -210,7 +218,7 @@ class _Lane(threading.Thread):
     ) -> None:
         super().__init__(name=f"canvas-lane-{index}", daemon=True)
         self._stopping = stopping
-        self.inbox: queue.Queue[_Item | _Wake | None] = queue.Queue()
+        self.inbox: queue.Queue[_Item | _Wake | _First | None] = queue.Queue()
         self._handle = handle
         self._parked: dict[bytes | None, deque[_Item]] = {}
         self._due: list[tuple[float, int, bytes | None]] = []
@@ -244,6 +252,14 @@ class _Lane(threading.Thread):
                     if item.key in self._parked:
                         self._tie += 1
                         heapq.heappush(self._due, (0.0, self._tie, item.key))
+                elif isinstance(item, _First):
+                    key = item.item.key
+                    if key in self._parked:
+                        self._parked[key].appendleft(item.item)
+                        self._tie += 1
+                        heapq.heappush(self._due, (0.0, self._tie, key))
+                    else:
+                        self._work(key, deque([item.item]))
                 elif item.key in self._parked:
                     self._parked[item.key].append(item)
                 else:
@@ -284,6 +300,9 @@ class CanvasSink:
         dependency_wait_s: float = 300.0,
         max_in_flight: int = 5000,
         stage: str = STAGE,
+        bulk_min_backlog: int = 0,
+        bulk_max_rows: int = 50_000,
+        bulk_max_wait_s: float = 30.0,
     ) -> None:
         self.consumer = Consumer(
             {
@@ -325,11 +344,26 @@ class CanvasSink:
         self._starts: dict[tuple[str, int], int] = {}  # see _start_of
         self._read_on = False  # past the intake's hard cap, see _throttle_intake
         self._errors: list[str] = []
+        #: commands on the broker beyond what the sink has taken, at the last look
+        self._backlog = 0
+        #: first loads through Canvas SIS Imports (connectors.sinks.canvas.bulk); 0 turns it off
+        self.bulk_min_backlog = bulk_min_backlog
+        self._bulk: SisImportLoader | None = None
+        if bulk_min_backlog > 0:
+            self._bulk = SisImportLoader(
+                provisioner, ids, applied=self._bulk_applied, fall_back=self._bulk_fall_back,
+                behind=lambda: self._behind, pending=self._taken_for, max_rows=bulk_max_rows,
+                max_wait_s=bulk_max_wait_s,
+            )  # fmt: skip
 
     # --- one command ------------------------------------------------------------------------
 
     def _handle(self, item: _Item) -> float | None:
         """Apply one command; None when it is handled (its outcome queued), else seconds to wait."""
+        if self._bulk is not None and self._bulk.holds(item.key):
+            # an earlier command for this target waits for an SIS import: this one after it
+            self._wait_on("bulk", _target_of(item.key), item)
+            return 0.0 if not self._bulk.holds(item.key) else 3600.0
         item.attempts += 1
         self._current.key = item.key
         try:
@@ -417,20 +451,77 @@ class CanvasSink:
         with self._queued_lock:
             return self._queued.get(key, 0) > mine
 
+    def _taken_for(self, kind: str, sis_id: str) -> bool:
+        """Whether a command for this SIS id is taken and not finished (in a lane or held for
+        an SIS import)."""
+        with self._queued_lock:
+            return self._queued.get(encode_key(sis_id), 0) > 0
+
+    # --- SIS imports (connectors.sinks.canvas.bulk) --------------------------------------------
+
+    def _offer_bulk(self, item: _Item) -> bool:
+        """Hold a first-load create for an SIS import; False: it goes to its lane."""
+        assert self._bulk is not None
+        if item.value is None or _resubmitted(item.headers):
+            return False
+        # every earlier command for this key must be held here too, for another target type
+        # (a class's course and section share a key): a lane's command is applied first
+        earlier = self._bulk.kinds_held(item.key)
+        if self._queued[item.key] != 1 + len(earlier):
+            return False
+        try:
+            value = self.serdes[self.commands_topic].decode(item.value)
+        except SkippableError:
+            return False  # its lane dead-letters it
+        if value is None:
+            return False
+        command = Command.from_value(value)
+        if command.target_type in earlier or not importable(command):
+            return False
+        if not self._never_handled(command.target_type, command.target):
+            return False
+        self._bulk.offer(BulkRow(item, value, command))
+        return True
+
+    def _bulk_applied(self, row: BulkRow, lms_id: str) -> None:
+        """An SIS import made the row's target: its outcome, as a REST apply's."""
+        item, value, command = row.item, row.value, row.command
+        item.attempts += 1
+        self.ids.put(command.target_type, command.target, lms_id)
+        if command.target_type == "enrollment":
+            self.provisioner.holders.hold(command.target, lms_id)
+        self.ids.handled(command.target_type, command.target, int(value["sequence"]))
+        changed = (value.get("meta") or {}).get("sourceChangedAt")
+        if changed is not None:
+            _LATENCY.observe(max(0.0, time.time() - timestamp_ms(changed) / 1000))
+        self._busy_at = time.monotonic()
+        self._count(command.action, "applied")
+        self._finish(item, [self._result(value, "applied", Outcome("applied", lms_id), 200, None, item)])
+        self._wake(command.target_type, command.target)
+        self._wake("bulk", _target_of(item.key))
+
+    def _bulk_fall_back(self, row: BulkRow) -> None:
+        """The row goes through the REST API, before any later command for its target."""
+        self._lanes[row.item.lane].inbox.put(_First(row.item))
+        self._wake("bulk", _target_of(row.item.key))
+
     def _note_backlog(self) -> None:
         """Whether the sink is behind its topic (positions below the high watermarks its fetches
         last saw). Catching up wakes every waiting command: what it needs is not on the broker,
         so Canvas is asked (it may have been made outside the sink)."""
         assignment = self.consumer.assignment()
-        behind = False
+        backlog = 0
         for tp in self.consumer.position(assignment) if assignment else []:
             low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            if high < 0 and self._bulk is not None:
+                # no fetch answer yet: asked, since a first load's first commands decide on it
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5) or (-1, -1)
             if high < 0:
                 continue  # no fetch answer yet
             at = tp.offset if tp.offset >= 0 else self._start_of(tp, low)
-            if high > at:
-                behind = True
-                break
+            backlog += max(0, high - at)
+        behind = backlog > 0
+        self._backlog = backlog
         was, self._behind = self._behind, behind
         if was and not behind:
             with self._waiters_lock:
@@ -555,6 +646,8 @@ class CanvasSink:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         failed = [lane.name for lane in self._lanes if lane.failure is not None]
+        if self._bulk is not None and self._bulk.failure is not None:
+            failed.append(self._bulk.name)
         client = self.provisioner.client
         return not failed and not self._errors, {
             "status": "ok" if not failed and not self._errors else "failing",
@@ -569,6 +662,7 @@ class CanvasSink:
                 "remaining": client.remaining,
             },
             "failed_lanes": failed,
+            "sis_imports": None if self._bulk is None else {**self._bulk.counts, "held": self._bulk.held()},
         }
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -586,6 +680,8 @@ class CanvasSink:
         """Until ``stop`` is set: take commands, hand them to the lanes, commit what is done."""
         for lane in self._lanes:
             lane.start()
+        if self._bulk is not None:
+            self._bulk.start()
         self.consumer.subscribe([self.commands_topic], on_revoke=self._on_revoke)
         last_commit = last_log = time.monotonic()
         try:
@@ -593,6 +689,8 @@ class CanvasSink:
                 self._check()
                 batch = self.consumer.consume(500, timeout=0.2)
                 taken = len(batch)
+                if taken and self._bulk is not None:
+                    self._note_backlog()  # how far behind decides whether creates go to an import
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
@@ -608,6 +706,12 @@ class CanvasSink:
                     with self._queued_lock:
                         self._queued[item.key] += 1
                     item.lane = zlib.crc32(item.key or b"") % len(self._lanes)
+                    if (
+                        self._bulk is not None
+                        and self._backlog + taken >= self.bulk_min_backlog  # this batch counts
+                        and self._offer_bulk(item)
+                    ):
+                        continue
                     self._lanes[item.lane].inbox.put(item)
                 self.producer.poll(0)
                 self._throttle_intake()
@@ -623,6 +727,9 @@ class CanvasSink:
                     last_log = now
         finally:
             self._stopping.set()
+            if self._bulk is not None:
+                self._bulk.stop()
+                self._bulk.join(timeout=30)
             for lane in self._lanes:
                 lane.inbox.put(None)
             for lane in self._lanes:
@@ -652,6 +759,8 @@ class CanvasSink:
         # stall it until the waits expired: a throttled 25,000-user first load did).
         with self._waiters_lock:
             parked = sum(len(w) for w in self._waiters.values())
+        if self._bulk is not None:
+            parked += self._bulk.held()  # held for an import, like commands waiting in a lane
         active, hard = self._offsets.unfinished() - parked, 20 * self.max_in_flight
         if in_flight < hard - self.max_in_flight:
             self._read_on = False
@@ -672,6 +781,9 @@ class CanvasSink:
         for lane in self._lanes:
             if lane.failure is not None:
                 raise RuntimeError(f"{lane.name} failed: {lane.failure!r}") from lane.failure
+        if self._bulk is not None and self._bulk.failure is not None:
+            failure = self._bulk.failure
+            raise RuntimeError(f"the SIS import loader failed: {failure!r}") from failure
         if self._errors:
             raise RetriableError(f"the broker refused outcomes or dead letters: {self._errors[:3]}")
 
@@ -683,6 +795,10 @@ class CanvasSink:
             ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing yet",
             h["in_flight"], h["waiting"], calls["calls"], calls["retries"], calls["throttled"],
         )  # fmt: skip
+
+
+def _target_of(key: bytes | None) -> str:
+    return (key or b"").decode("utf-8", "replace")
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes | None]]:

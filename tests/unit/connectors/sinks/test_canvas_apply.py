@@ -4,7 +4,7 @@ no Kafka): what lands, idempotence, missing dependencies, role changes, retries,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from connectors.sinks.canvas.apply import Command, DependencyMissing, Provisioner
 from connectors.sinks.canvas.client import CanvasClient, CanvasRejected, CanvasUnavailable
 from simulators.lms.app import Throttle
-from simulators.lms.server import LmsConfig, LmsSimulator
+from simulators.lms.server import LmsSimulator
 
 TOKEN = "unit-token"
 
@@ -27,13 +27,6 @@ class Ids:
 
     def put(self, kind: str, sis_id: str, lms_id: str) -> None:
         self.map[(kind, sis_id)] = lms_id
-
-
-@pytest.fixture
-def lms() -> Iterator[LmsSimulator]:
-    sim = LmsSimulator(LmsConfig(port=0, token=TOKEN, throttle=Throttle(capacity=0))).start()
-    yield sim
-    sim.stop()
 
 
 def _provisioner(lms: LmsSimulator, ids: Ids | None = None, **kwargs: Any) -> Provisioner:
