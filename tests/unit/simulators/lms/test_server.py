@@ -144,7 +144,10 @@ def test_stopping_the_simulator_ends_a_live_run() -> None:
     sim = LmsSimulator(LmsConfig(port=0, token=TOKEN)).start()
     school(sim.store, courses=1, students=2)
     with httpx.Client(base_url=sim.url) as client:
-        assert client.post("/_sim/activity", json={"duration_s": 600}).status_code == 202
+        # weeks of school in the run, whatever the time of day: at speed 1 an evening run has no
+        # school left to play and ends at once
+        live = {"duration_s": 600, "speed": 8640}
+        assert client.post("/_sim/activity", json=live).status_code == 202
         assert client.get("/_sim/activity/status").json()["running"] is True
     sim.stop()
     deadline = time.monotonic() + 10
