@@ -360,6 +360,21 @@ class _Rows:
             event = "offer"  # Canvas makes a concluded course available again
         if changed or event is not None:
             store.update_course(course["id"], {"course": {**params, **({"event": event} if event else {})}})
+        self._blueprint(course, _value(row, "blueprint_course_id"))
+
+    def _blueprint(self, course: Obj, template_sis_id: str | None) -> None:
+        """``blueprint_course_id``: the course follows that blueprint (``dissociate``: none)."""
+        store = self.store
+        if template_sis_id is None:
+            return
+        current = store.blueprint_of(course["id"])
+        if template_sis_id == "dissociate":
+            if current is not None:
+                store.update_associations(current, add=[], remove=[course["id"]])
+            return
+        template = self._need(store.course, "course", template_sis_id, "blueprint course")
+        if current != template["id"]:
+            store.update_associations(template["id"], add=[course["id"]], remove=[])
 
     def _section(self, row: Mapping[str, str], status: str) -> None:
         store = self.store

@@ -9,8 +9,8 @@ and ``enrollments.csv``, uploaded in one call and applied by Canvas.
 While the sink is far behind its topic (``SISLMS_LMS_SINK_BULK_MIN_BACKLOG`` commands or more),
 a command that makes a target the sink has never handled goes to :class:`SisImportLoader`
 instead of a lane, if an import can say it (:func:`importable`): an active user, an active
-course that is not a blueprint nor follows one, an active section, an active enrollment (base
-roles by name, custom roles by ``role_id``). Then:
+course that is not a blueprint (one that follows a blueprint names it in ``blueprint_course_id``),
+an active section, an active enrollment (base roles by name, custom roles by ``role_id``). Then:
 
 1. Rows gather until ``SISLMS_LMS_SINK_BULK_MAX_ROWS``, for ``SISLMS_LMS_SINK_BULK_MAX_WAIT_S``,
    or until the sink has read its topic to the end. One import runs at a time; the next gathers
@@ -69,7 +69,8 @@ _DONE = frozenset(
 _HEADERS = {
     "user": ["user_id", "integration_id", "login_id", "first_name", "last_name", "full_name",
              "sortable_name", "short_name", "email", "status"],
-    "course": ["course_id", "short_name", "long_name", "account_id", "term_id", "status"],
+    "course": ["course_id", "short_name", "long_name", "account_id", "term_id", "blueprint_course_id",
+               "status"],
     "section": ["section_id", "course_id", "name", "status"],
     "enrollment": ["course_id", "section_id", "user_id", "role", "role_id", "associated_user_id",
                    "start_date", "end_date", "status"],
@@ -89,12 +90,7 @@ def importable(command: Command) -> bool:
     if kind == "user":
         return True
     if kind == "course":
-        return (
-            a.get("blueprint") != "true"
-            and a.get("blueprint_course_id") is None
-            and bool(a.get("long_name"))
-            and bool(a.get("short_name"))
-        )
+        return a.get("blueprint") != "true" and bool(a.get("long_name")) and bool(a.get("short_name"))
     if kind == "section":
         return bool(a.get("name"))
     if kind == "enrollment":
@@ -130,6 +126,7 @@ class BulkRow:
         if self.kind == "course":
             account = a.get("account_id")
             out = [("term", a.get("term_id")), ("account", None if account == "root" else account)]
+            out.append(("course", a.get("blueprint_course_id")))
         elif self.kind == "section":
             out = [("course", a.get("course_id") or self.sis_id)]
         elif self.kind == "enrollment":
@@ -349,7 +346,7 @@ class SisImportLoader(threading.Thread):
             return {
                 "course_id": row.sis_id, "short_name": a.get("short_name"), "long_name": a.get("long_name"),
                 "account_id": None if account in (None, "root") else account, "term_id": a.get("term_id"),
-                "status": "active",
+                "blueprint_course_id": a.get("blueprint_course_id"), "status": "active",
             }  # fmt: skip
         if row.kind == "section":
             course = a.get("course_id") or row.sis_id

@@ -45,9 +45,8 @@ def test_only_active_creates_an_import_can_say_go_to_one() -> None:
     assert not importable(
         cmd("course", "k", course_id="k", long_name="Alg", short_name="A", blueprint="true")
     )
-    assert not importable(
-        cmd("course", "k", course_id="k", long_name="Alg", short_name="A", blueprint_course_id="template:1")
-    )
+    follower = cmd("course", "k", course_id="k", long_name="Alg", short_name="A", blueprint_course_id="t:1")
+    assert importable(follower) and ("course", "t:1") in _row(follower).needs()
     assert importable(cmd("section", "k", section_id="k", course_id="k", name="P1"))
     assert importable(_enrollment("e", "u", "k"))
     assert importable(_enrollment("e", "u", "k", role="Counselor", base_role="observer"))
@@ -82,7 +81,7 @@ def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
 def test_rows_held_until_their_user_is_on_hand_then_imported_in_one_zip(lms: LmsSimulator) -> None:
     ids = Ids()
     provisioner = _provisioner(lms, ids)
-    for command in DISTRICT[:3]:  # the district, a school and a term, through REST
+    for command in DISTRICT[:4]:  # the district, a school, a term and a blueprint, through REST
         provisioner.apply(command)
     waiting_for_user = {"u-late"}
     loader, seen = _loader(provisioner, ids, pending=lambda kind, sis_id: sis_id in waiting_for_user)
@@ -94,7 +93,7 @@ def test_rows_held_until_their_user_is_on_hand_then_imported_in_one_zip(lms: Lms
         assert loader.holds(b"e-late") and not seen["applied"] and not seen["back"]
         course = cmd(
             "course", "k-2", course_id="k-2", long_name="Biology P2", short_name="BIO-2", account_id="s-1",
-            term_id="t-1", blueprint="false", blueprint_course_id=None,
+            term_id="t-1", blueprint="false", blueprint_course_id="template:c-1",
         )  # fmt: skip
         rows = [
             _row(course),
@@ -119,6 +118,8 @@ def test_rows_held_until_their_user_is_on_hand_then_imported_in_one_zip(lms: Lms
         assert seen["applied"][sis_id] == str(store.user(f"sis_user_id:{sis_id}")["id"])
     assert ids.get("course", "k-2") == str(store.course("sis_course_id:k-2")["id"])
     assert ids.get("section", "k-2") == str(store.section("sis_section_id:k-2")["id"])
+    course_id = store.course("sis_course_id:k-2")["id"]
+    assert store.blueprint_of(course_id) == store.course("sis_course_id:template:c-1")["id"]
     enrollments = {str(e["id"]): e for e in store.enrollments.values()}
     for target, (user, role) in {
         "e-late": ("u-late", "StudentEnrollment"), "e-a": ("u-a", "TeacherEnrollment"),
@@ -164,8 +165,9 @@ def test_the_zip_has_canvas_documented_columns_and_every_required_one(fixtures_d
         header = next(csv.reader(io.StringIO(archive.read(name).decode())))
         documented = {c["name"]: c for c in spec[name]["columns"]}
         # the fixture is an older snapshot of Canvas's docs; current Canvas documents these too
-        newer = {"start_date", "end_date"} if name == "enrollments.csv" else set()
-        assert set(header) <= set(documented) | newer, name
+        newer = {"enrollments.csv": {"start_date", "end_date"}, "courses.csv": {"blueprint_course_id"}}
+        newer_here = newer.get(name, set())
+        assert set(header) <= set(documented) | newer_here, name
         assert {n for n, c in documented.items() if c["required"] is True} <= set(header), name
 
 
