@@ -6,7 +6,8 @@ calls a second: 54 minutes at 25,000 users. Canvas's own way to load in bulk is 
 (``POST /accounts/:id/sis_imports``): a zip of ``users.csv``, ``courses.csv``, ``sections.csv``
 and ``enrollments.csv``, uploaded in one call and applied by Canvas.
 
-While the sink is far behind its topic (``SISLMS_LMS_SINK_BULK_MIN_BACKLOG`` commands or more),
+While the sink is far behind (``SISLMS_LMS_SINK_BULK_MIN_BACKLOG`` commands or more unread on its
+topic, or taken and not yet applied),
 a command that makes a target the sink has never handled goes to :class:`SisImportLoader`
 instead of a lane, if an import can say it (:func:`importable`): an active user, an active
 course that is not a blueprint (one that follows a blueprint names it in ``blueprint_course_id``),

@@ -708,7 +708,7 @@ class CanvasSink:
                     item.lane = zlib.crc32(item.key or b"") % len(self._lanes)
                     if (
                         self._bulk is not None
-                        and self._backlog + taken >= self.bulk_min_backlog  # this batch counts
+                        and self._backlog + self._offsets.unfinished() >= self.bulk_min_backlog
                         and self._offer_bulk(item)
                     ):
                         continue
