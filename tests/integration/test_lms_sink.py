@@ -257,6 +257,7 @@ def test_a_first_load_through_sis_imports_lands_exactly_and_its_canvas_ids_serve
 
 
 def test_a_restart_half_way_and_a_throttling_storm_lose_nothing_and_double_nothing(rig: Rig) -> None:
+    rig.settings = rig.settings.model_copy(update={"lms_sink_bulk_min_backlog": 0})  # the REST path
     values = _commands(rig.targets)
     _publish(rig, values)
     rig.lms.state.throttle = Throttle(capacity=100, leak_per_s=100, cost=2, preflight=10)  # ~50 calls/s
@@ -269,6 +270,31 @@ def test_a_restart_half_way_and_a_throttling_storm_lose_nothing_and_double_nothi
     assert rig.lms.state.throttled > 0 and second.provisioner.client.throttled > 0
     # what the first sink applied but did not commit came again: found, not made twice
     assert second.counts["stale"] + second.counts["unchanged"] > 0
+
+
+def test_a_sink_stopped_while_canvas_applies_an_sis_import_loses_nothing_and_doubles_nothing(
+    rig: Rig,
+) -> None:
+    rig.settings = rig.settings.model_copy(
+        update={"lms_sink_bulk_min_backlog": 1, "lms_sink_bulk_max_wait_s": 1.0}
+    )
+    _publish(rig, _commands(rig.targets))
+    rig.lms.state.throttle = Throttle(capacity=0, import_rows_per_s=400)  # Canvas's importer takes its time
+    imports = rig.lms.state.sis_imports
+    first = Running(rig.sink())
+
+    def half_way() -> bool:
+        return any(i["workflow_state"] == "importing" and i["progress"] >= 20 for i in imports.listed())
+
+    wait_for(half_way, timeout=120, every=0.2)
+    first.close()  # Canvas goes on with the import; the sink has committed none of its rows
+    assert not _caught_up(rig)
+    rig.lms.state.throttle = Throttle(capacity=0)
+    second = _run_to_end(rig)
+    _compare(rig)  # the rows imported twice (upserts by SIS id) are there once
+    assert second.health()[1]["sis_imports"]["applied"] > 0
+    results = read_topic(_topics(rig), rig.results)
+    assert all(v["lmsId"] for _, v, _ in results if v["status"] == "applied")
 
 
 def test_a_command_canvas_refuses_is_dead_lettered_with_its_reason(rig: Rig) -> None:
@@ -402,7 +428,10 @@ def test_dead_letters_re_submitted_after_the_fix_land_once_and_one_failing_again
         return plan
 
     _publish(rig, _commands(rig.targets))
-    rig.settings = rig.settings.model_copy(update={"lms_sink_dependency_wait_s": 5.0})
+    # the REST path (an SIS import would make the user; its read-back would meet the fault)
+    rig.settings = rig.settings.model_copy(
+        update={"lms_sink_dependency_wait_s": 5.0, "lms_sink_bulk_min_backlog": 0}
+    )
     # Canvas refuses one user: the first POST of a new user (enrollment lookups GET /users/...)
     refuse_a_user = Fault(status=400, times=1, path=f"/accounts/{rig.settings.lms_root_account}/users")
     rig.lms.state.faults.append(refuse_a_user)
