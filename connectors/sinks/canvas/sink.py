@@ -397,7 +397,14 @@ class CanvasSink:
             log.warning("canvas: %s %s: %s; again in %.0f s", command.action, command.target, exc, delay)
             self._count(command.action, "retried")
             return delay
-        self.ids.handled(command.target_type, command.target, sequence)
+        self._done(item, value, command, outcome, self.provisioner.client.last_status)
+        return None
+
+    def _done(
+        self, item: _Item, value: Mapping[str, Any], command: Command, outcome: Outcome, http: int | None
+    ) -> None:
+        """A command applied (through REST or an SIS import): its outcome, and whoever waits wakes."""
+        self.ids.handled(command.target_type, command.target, int(value["sequence"]))
         if outcome.status == "applied":
             changed = (value.get("meta") or {}).get("sourceChangedAt")
             if changed is not None:
@@ -405,11 +412,7 @@ class CanvasSink:
         self._busy_at = time.monotonic()
         self._wake(command.target_type, command.target)
         self._count(command.action, outcome.status)
-        self._finish(
-            item,
-            [self._result(value, outcome.status, outcome, self.provisioner.client.last_status, None, item)],
-        )
-        return None
+        self._finish(item, [self._result(value, outcome.status, outcome, http, None, item)])
 
     def _may_wait(self, item: _Item) -> bool:
         """Whether a command may wait longer for a dependency. Its own command may still be
@@ -485,20 +488,13 @@ class CanvasSink:
 
     def _bulk_applied(self, row: BulkRow, lms_id: str) -> None:
         """An SIS import made the row's target: its outcome, as a REST apply's."""
-        item, value, command = row.item, row.value, row.command
-        item.attempts += 1
+        command = row.command
+        row.item.attempts += 1
         self.ids.put(command.target_type, command.target, lms_id)
         if command.target_type == "enrollment":
             self.provisioner.holders.hold(command.target, lms_id)
-        self.ids.handled(command.target_type, command.target, int(value["sequence"]))
-        changed = (value.get("meta") or {}).get("sourceChangedAt")
-        if changed is not None:
-            _LATENCY.observe(max(0.0, time.time() - timestamp_ms(changed) / 1000))
-        self._busy_at = time.monotonic()
-        self._count(command.action, "applied")
-        self._finish(item, [self._result(value, "applied", Outcome("applied", lms_id), 200, None, item)])
-        self._wake(command.target_type, command.target)
-        self._wake("bulk", _target_of(item.key))
+        self._done(row.item, row.value, command, Outcome("applied", lms_id), 200)
+        self._wake("bulk", _target_of(row.item.key))
 
     def _bulk_fall_back(self, row: BulkRow) -> None:
         """The row goes through the REST API, before any later command for its target."""
@@ -689,8 +685,11 @@ class CanvasSink:
                 self._check()
                 batch = self.consumer.consume(500, timeout=0.2)
                 taken = len(batch)
+                bulk = False  # whether this batch's first-load creates go to an SIS import
                 if taken and self._bulk is not None:
-                    self._note_backlog()  # how far behind decides whether creates go to an import
+                    self._note_backlog()
+                    behind_by = self._backlog + self._offsets.unfinished() + taken
+                    bulk = behind_by >= self.bulk_min_backlog
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
@@ -706,11 +705,7 @@ class CanvasSink:
                     with self._queued_lock:
                         self._queued[item.key] += 1
                     item.lane = zlib.crc32(item.key or b"") % len(self._lanes)
-                    if (
-                        self._bulk is not None
-                        and self._backlog + self._offsets.unfinished() >= self.bulk_min_backlog
-                        and self._offer_bulk(item)
-                    ):
+                    if bulk and self._offer_bulk(item):
                         continue
                     self._lanes[item.lane].inbox.put(item)
                 self.producer.poll(0)
