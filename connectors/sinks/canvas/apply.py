@@ -239,7 +239,7 @@ class Provisioner:
                 raise  # taken by another object (a login, say): the refusal stands
             return None, found
 
-    def _lookup_path(self, kind: str, sis_id: str) -> str:
+    def lookup_path(self, kind: str, sis_id: str) -> str:
         ref = sis_ref(kind, sis_id)
         if kind == "term":
             return f"/accounts/{self.root}/terms/{ref}"
@@ -256,7 +256,7 @@ class Provisioner:
         key = (kind, sis_id)
         if time.monotonic() - self._absent.get(key, -math.inf) < self.absent_ttl_s:
             raise DependencyMissing(kind, sis_id)  # just looked up by another waiting command
-        found = self._get(self._lookup_path(kind, sis_id))
+        found = self._get(self.lookup_path(kind, sis_id))
         if found is None:
             self._absent[key] = time.monotonic()
             if len(self._absent) > 100_000:  # forget the old answers now and then
@@ -481,7 +481,7 @@ class Provisioner:
 
     # --- enrollments and admins -----------------------------------------------------------
 
-    def _course_role(self, role: str, base: str | None) -> dict[str, Any]:
+    def course_role(self, role: str, base: str | None) -> dict[str, Any]:
         kind = ENROLLMENT_TYPES.get(role)
         if kind is not None:
             return {"type": kind}
@@ -510,7 +510,7 @@ class Provisioner:
                 return self._end(course, previous)
         body: dict[str, Any] = {
             "user_id": int(self._need("user", user_sis)),
-            **self._course_role(a.get("role") or "", a.get("base_role")),
+            **self.course_role(a.get("role") or "", a.get("base_role")),
             "enrollment_state": "active",
             "start_at": a.get("start_date"),
             "end_at": a.get("end_date"),

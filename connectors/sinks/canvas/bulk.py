@@ -51,7 +51,7 @@ from typing import Any
 
 from prometheus_client import Counter as PromCounter
 
-from connectors.canvas.protocol import ENROLLMENT_TYPES, sis_ref
+from connectors.canvas.protocol import ENROLLMENT_TYPES
 from connectors.sinks.canvas.apply import Command, IdMap, Provisioner
 from connectors.sinks.canvas.client import CanvasRejected
 from streams.errors import RetriableError
@@ -358,10 +358,8 @@ class SisImportLoader(threading.Thread):
             "associated_user_id": a.get("associated_user_id"), "start_date": a.get("start_date"),
             "end_date": a.get("end_date"), "status": "active",
         }  # fmt: skip
-        if role in ENROLLMENT_TYPES:
-            return line | {"role": role}
-        base = ENROLLMENT_TYPES[a.get("base_role") or ""]
-        return line | {"role_id": self.provisioner.role_id(role, base)}
+        custom = self.provisioner.course_role(role, a.get("base_role")).get("role_id")
+        return line | ({"role": role} if custom is None else {"role_id": custom})
 
     def _await(self, made: Mapping[str, Any]) -> str:
         """Polls the import until Canvas is done with it; its last state."""
@@ -413,7 +411,7 @@ class SisImportLoader(threading.Thread):
         mapped = self.ids.get(kind, sis_id)
         if mapped is not None:
             return mapped
-        got = self.client.call("GET", f"/{kind}s/{sis_ref(kind, sis_id)}", missing_ok=True)
+        got = self.client.call("GET", self.provisioner.lookup_path(kind, sis_id), missing_ok=True)
         return None if got is None else str(got["id"])
 
     def _ids_of(self, kind: str, rows: list[BulkRow], listing: str, field_name: str) -> dict[str, str]:
@@ -477,11 +475,8 @@ class SisImportLoader(threading.Thread):
                 uid, observed = user(a.get("user_id")), user(a.get("associated_user_id"))
                 if uid is None or (a.get("associated_user_id") and observed is None):
                     continue
-                role = a.get("role") or ""
-                if role in ENROLLMENT_TYPES:
-                    key = ENROLLMENT_TYPES[role]
-                else:
-                    key = str(self.provisioner.role_id(role, ENROLLMENT_TYPES[a.get("base_role") or ""]))
+                wanted = self.provisioner.course_role(a.get("role") or "", a.get("base_role"))
+                key = str(wanted.get("role_id", wanted["type"]))
                 lms_id = listed.get((uid, key, observed))
                 if lms_id is not None:
                     found[id(row)] = lms_id
