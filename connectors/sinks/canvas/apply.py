@@ -69,6 +69,10 @@ class IdMap(Protocol):
 
     def put(self, kind: str, sis_id: str, lms_id: str) -> None: ...
 
+    def count(self, kind: str) -> int:
+        """How many targets of this kind have a Canvas id."""
+        ...
+
 
 class EnrollmentHolders:
     """Canvas enrollment id -> the enrollment targets it stands for now.

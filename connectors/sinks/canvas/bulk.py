@@ -176,7 +176,8 @@ class SisImportLoader(threading.Thread):
         self.max_wait_s = max_wait_s
         self.poll_s = poll_s
         self.timeout_s = timeout_s
-        #: from this many rows of a kind, ids are read from the account's list rather than one by one
+        #: from this many rows of a kind (and no fewer than the list's pages), ids are read from
+        #: the account's list rather than one by one
         self.list_from = list_from
         self._lock = threading.Condition()
         self._rows: list[BulkRow] = []
@@ -420,7 +421,10 @@ class SisImportLoader(threading.Thread):
         wanted = {r.sis_id for r in rows}
         if not wanted:
             return {}
-        if len(wanted) < self.list_from:
+        # The list costs a call per 100 objects of the whole account (those the sink knows, and
+        # these): a later, smaller import into a big account is cheaper one by one.
+        pages = -(-(self.ids.count(kind) + len(wanted)) // 100)
+        if len(wanted) < max(self.list_from, pages):
             out = {}
             for sis_id in sorted(wanted):
                 got = self._known(kind, sis_id)

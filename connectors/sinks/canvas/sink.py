@@ -89,6 +89,7 @@ class ResultsIdMap:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], str] = {}
         self._seq: dict[tuple[str, str], int] = {}
+        self._per_kind: Counter[str] = Counter()
         self._lock = threading.Lock()
         #: which enrollment targets hold each Canvas enrollment (for the Provisioner)
         self.holders = EnrollmentHolders()
@@ -98,6 +99,7 @@ class ResultsIdMap:
             self.holders.learn(r)
             key = (r["targetType"], r["targetSisId"])
             if r.get("lmsId") is not None:
+                self._per_kind[key[0]] += key not in self._ids
                 self._ids[key] = r["lmsId"]
             if r["status"] in ("applied", "unchanged", "dead_lettered"):
                 self._seq[key] = max(self._seq.get(key, 0), int(r.get("sequence") or 0))
@@ -109,7 +111,12 @@ class ResultsIdMap:
 
     def put(self, kind: str, sis_id: str, lms_id: str) -> None:
         with self._lock:
+            self._per_kind[kind] += (kind, sis_id) not in self._ids
             self._ids[(kind, sis_id)] = lms_id
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return self._per_kind[kind]
 
     def sequence(self, kind: str, target: str) -> int:
         with self._lock:

@@ -28,6 +28,9 @@ class Ids:
     def put(self, kind: str, sis_id: str, lms_id: str) -> None:
         self.map[(kind, sis_id)] = lms_id
 
+    def count(self, kind: str) -> int:
+        return sum(k == kind for k, _ in self.map)
+
 
 def _provisioner(lms: LmsSimulator, ids: Ids | None = None, **kwargs: Any) -> Provisioner:
     client = CanvasClient(lms.url, TOKEN, sleep=lambda s: None, **kwargs)
@@ -357,6 +360,10 @@ def test_the_holders_of_each_canvas_enrollment_are_learnt_from_the_results_in_or
     assert ids.holders.others("e-9", "78") == set()
     assert ids.holders.others("e-9", "79") == set()
     assert ids.holders.others("e-9", "80") == {"e-1"}
+    assert ids.count("enrollment") == 4 and ids.count("user") == 0
+    ids.put("enrollment", "e-5", "81")
+    ids.put("enrollment", "e-1", "82")  # a new id for a known target is not one more
+    assert ids.count("enrollment") == 5
 
 
 def test_custom_course_roles_are_made_once(lms: LmsSimulator) -> None:

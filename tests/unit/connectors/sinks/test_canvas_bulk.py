@@ -191,3 +191,37 @@ def test_rows_gather_while_the_sink_is_behind_and_go_at_once_when_it_has_read_to
     finally:
         loader.stop()
         loader.join(10)
+
+
+@pytest.mark.parametrize("known", [0, 500])
+def test_ids_come_from_the_account_list_only_when_it_costs_fewer_calls_than_one_by_one(
+    lms: LmsSimulator, known: int
+) -> None:
+    ids = Ids()
+    for n in range(known):  # users of earlier imports: the account's list is `known` users longer
+        ids.put("user", f"u-old-{n}", str(10_000_000 + n))
+    provisioner = _provisioner(lms, ids)
+    provisioner.apply(DISTRICT[0])  # the district (the root account's SIS id)
+    listed: list[str] = []
+    pages = provisioner.client.pages
+
+    def spy(path: str, params: Any = None) -> list[Any]:
+        listed.append(path)
+        return pages(path, params)
+
+    provisioner.client.pages = spy  # type: ignore[method-assign]
+    loader, seen = _loader(provisioner, ids, list_from=2)
+    loader.start()
+    try:
+        for sis_id in ("u-1", "u-2", "u-3"):
+            loader.offer(_row(_user(sis_id)))
+        _until(lambda: len(seen["applied"]) == 3)
+    finally:
+        loader.stop()
+        loader.join(10)
+    store = lms.store
+    for sis_id in ("u-1", "u-2", "u-3"):
+        assert seen["applied"][sis_id] == str(store.user(f"sis_user_id:{sis_id}")["id"])
+    by_list = [p for p in listed if p.endswith("/users")]
+    # 3 users: one page of a fresh account, against one call each when it holds 503 (6 pages)
+    assert len(by_list) == (0 if known else 1)
