@@ -154,6 +154,8 @@ class _Run:
     watch: Watch
     kernel: Kernel
     interrupted: threading.Event = field(default_factory=threading.Event)
+    #: one client for the simulators' control calls (a new one per call costs an SSL context)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=300))
 
     @property
     def sis(self) -> str:
@@ -186,12 +188,12 @@ class _Run:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
 
     def get(self, url: str, **params: Any) -> Any:
-        r = httpx.get(url, params=params or None, timeout=300)
+        r = self.http.get(url, params=params or None)
         r.raise_for_status()
         return r.json()
 
     def post(self, url: str, body: dict[str, Any]) -> Any:
-        r = httpx.post(url, json=body, timeout=60)
+        r = self.http.post(url, json=body, timeout=60)
         r.raise_for_status()
         return r.json()
 

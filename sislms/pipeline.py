@@ -202,6 +202,7 @@ class Watch:
     bootstrap: str
     sis_url: str
     _admin: AdminClient | None = None
+    _http: httpx.Client | None = None
     #: recent (time, done) reads of each flow: rates over the last ``window_s`` (commits come in
     #: steps of a second or more, so the rate between two reads a second apart jumps)
     _reads: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
@@ -216,6 +217,9 @@ class Watch:
 
     def close(self) -> None:
         """Let the admin client go (see :meth:`Kernel.close`)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._admin is not None:
             self._admin = None
             gc.collect()
@@ -276,7 +280,9 @@ class Watch:
         names = [n.strip() for n in self.settings.sis_entities.split(",") if n.strip()]
         topics = [entity(n).topic for n in names]
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            counts = httpx.get(f"{self.sis_url}/_sim/health", timeout=5).json()["counts"]
+            if self._http is None:  # one client: a new one per read costs an SSL context
+                self._http = httpx.Client(timeout=5)
+            counts = self._http.get(f"{self.sis_url}/_sim/health").json()["counts"]
             state.total = sum(int(counts.get(n, 0)) for n in names)
         try:
             meta = self.admin.list_topics(timeout=10)
@@ -342,13 +348,14 @@ class Latencies:
 
     settings: Settings
     _last: dict[str, dict[float, float]] = field(default_factory=dict)
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2))
 
     def line(self) -> str:
         parts = []
         for label, port_setting, metric in LATENCIES:
             port = getattr(self.settings, port_setting)
             try:
-                text = httpx.get(f"{_LOCAL}:{port}/metrics", timeout=2).text
+                text = self._http.get(f"{_LOCAL}:{port}/metrics").text
             except httpx.HTTPError:
                 continue
             now = _buckets(text, metric)

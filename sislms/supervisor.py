@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -54,6 +54,9 @@ class Program:
     ready_timeout_s: float = 120.0
 
 
+_TREE_EVERY_S = 30.0
+
+
 @dataclass
 class Child:
     program: Program
@@ -66,6 +69,11 @@ class Child:
     restart_at: float | None = None  #: when a crashed child is due to start again
     backoff_s: float = 1.0
     peak_rss: int = 0
+    #: the process and its descendants as psutil knows them: finding descendants scans all of
+    #: /proc, so they are looked for again only every ``_TREE_EVERY_S`` (or when the pid changes)
+    _tree: list[psutil.Process] = field(default_factory=list, repr=False)
+    _tree_pid: int | None = field(default=None, repr=False)
+    _tree_at: float = field(default=0.0, repr=False)
 
     @property
     def name(self) -> str:
@@ -83,10 +91,20 @@ class Child:
         """Resident memory of the child and its own children, in bytes (0 when not running)."""
         if not self.running or self.proc is None:
             return 0
+        now = time.monotonic()
         try:
-            p = psutil.Process(self.proc.pid)
-            total = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+            if self._tree_pid != self.proc.pid or now - self._tree_at >= _TREE_EVERY_S:
+                p = psutil.Process(self.proc.pid)
+                self._tree, self._tree_pid, self._tree_at = [p, *p.children(recursive=True)], p.pid, now
+            total = 0
+            for i, q in enumerate(self._tree):
+                try:
+                    total += q.memory_info().rss
+                except psutil.Error:
+                    if i == 0:
+                        raise
         except psutil.Error:
+            self._tree_pid = None
             return 0
         self.peak_rss = max(self.peak_rss, total)
         return total

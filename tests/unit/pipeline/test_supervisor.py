@@ -31,6 +31,11 @@ def bye(*_):
     note("stop")
     sys.exit(0)
 signal.signal(signal.SIGTERM, bye)
+if kind.startswith("parent"):  # a program with a child of its own holding 64 MB
+    import subprocess
+    kid = subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (64 << 20); time.sleep(120)"])
+    with open(journal, "a") as f:
+        f.write(f"kid:{kid.pid}\n")
 if kind.startswith("serve"):
     server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -133,3 +138,23 @@ def test_children_left_by_a_killed_supervisor_are_stopped_by_the_next(tmp_path: 
     assert "left running by an earlier run" in said[0]
     assert "left:stop" in _journal(journal)
     assert not (logs / "pids.json").exists()
+
+
+def test_memory_counts_a_programs_own_children_and_outlives_them(tmp_path: Path) -> None:
+    journal, lines = tmp_path / "journal", []
+    sup = _supervisor(tmp_path, [Program("parent", ("parent", str(journal)))], lines)
+    sup.start()
+    try:
+        _wait(lambda: any(w.startswith("kid:") for w in _journal(journal)))
+        kid = psutil.Process(int(next(w for w in _journal(journal) if w.startswith("kid:"))[4:]))
+        child = sup.child("parent")
+        _wait(lambda: kid.memory_info().rss > 64 << 20)
+        with_kid = child.rss()
+        assert with_kid >= kid.memory_info().rss + psutil.Process(child.pid).memory_info().rss * 0.9
+        kid.kill()  # not ours to reap: it stays a zombie of the program, which holds no memory
+        _wait(lambda: not kid.is_running() or kid.status() == psutil.STATUS_ZOMBIE)
+        alone = child.rss()  # the child it knew is gone: counted out, not an error
+        assert 0 < alone < with_kid - (60 << 20)
+        assert child.peak_rss == with_kid
+    finally:
+        sup.stop()
