@@ -233,9 +233,9 @@ class Settings(BaseSettings):
         1000,
         ge=0,
         description="While the provisioning sink is at least this many commands behind (unread on "
-        "its topic, or taken and not yet applied: a first load, a catch-up), creates of targets it "
-        "has never handled go through Canvas SIS Imports (one CSV upload for thousands) instead of "
-        "one REST call each; 0 turns it off.",
+        "its topic, or taken and not yet applied: a first load, a catch-up), or has taken this many "
+        "in the last 10 s, creates of targets it has never handled go through Canvas SIS Imports "
+        "(one CSV upload for thousands) instead of one REST call each; 0 turns it off.",
     )
     lms_sink_bulk_max_rows: int = Field(
         50_000, ge=1, description="Most rows in one Canvas SIS Import of the provisioning sink."

@@ -62,6 +62,8 @@ STAGE = "lms_sink"
 #: of waiting enrollments must not spend Canvas's rate limit on lookups); looking again by
 #: itself only finds objects made outside the sink meanwhile, and decides the dead letter.
 _DEPENDENCY_LOOK_S = 30.0
+#: a first load is also a flow of this many commands within this window (see CanvasSink.run)
+_INTAKE_WINDOW_S = 10.0
 #: the kinds of object a command may wait for
 _KINDS = ("account", "term", "course", "section", "user")
 _COMMANDS = PromCounter(
@@ -199,6 +201,23 @@ class _Offsets:
         """Taken and not done yet."""
         with self._lock:
             return sum(len(t) for t in self._taken.values()) - sum(len(d) for d in self._done.values())
+
+
+class _Intake:
+    """Commands taken within the last ``window_s`` seconds."""
+
+    def __init__(self, window_s: float = _INTAKE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._taken: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def add(self, n: int, now: float) -> int:
+        """Count ``n`` commands taken at ``now``; the total within the window."""
+        self._taken.append((now, n))
+        self.total += n
+        while self._taken and self._taken[0][0] <= now - self.window_s:
+            self.total -= self._taken.popleft()[1]
+        return self.total
 
 
 @dataclass(frozen=True)
@@ -355,6 +374,7 @@ class CanvasSink:
         self._backlog = 0
         #: first loads through Canvas SIS Imports (connectors.sinks.canvas.bulk); 0 turns it off
         self.bulk_min_backlog = bulk_min_backlog
+        self._intake = _Intake()
         self._bulk: SisImportLoader | None = None
         if bulk_min_backlog > 0:
             self._bulk = SisImportLoader(
@@ -696,7 +716,11 @@ class CanvasSink:
                 if taken and self._bulk is not None:
                     self._note_backlog()
                     behind_by = self._backlog + self._offsets.unfinished() + taken
-                    bulk = behind_by >= self.bulk_min_backlog
+                    # Behind, or fed as fast as a first load feeds it: a roster worker producing
+                    # commands no faster than the sink reads them keeps it "caught up", and its
+                    # creates would go one Canvas call each at the rate limit.
+                    recent = self._intake.add(taken, time.monotonic())
+                    bulk = max(behind_by, recent) >= self.bulk_min_backlog
                 for msg in batch:
                     error = msg.error()
                     if error is not None:

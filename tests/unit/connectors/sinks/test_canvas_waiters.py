@@ -144,3 +144,14 @@ def test_a_partition_not_read_yet_counts_from_its_committed_offset() -> None:
     consumer.committed_at = 120  # a restarted sink with 380 commands to go
     sink._note_backlog()
     assert sink._behind
+
+
+def test_the_intake_counts_only_the_commands_of_its_window() -> None:
+    from connectors.sinks.canvas.sink import _Intake
+
+    intake = _Intake(window_s=10.0)
+    assert intake.add(400, now=100.0) == 400
+    assert intake.add(400, now=105.0) == 800
+    assert intake.add(300, now=109.9) == 1100  # a first load's pace: 1,100 in 10 s
+    assert intake.add(5, now=115.5) == 305  # the first two have left the window
+    assert intake.add(0, now=200.0) == 0
