@@ -53,7 +53,7 @@ from prometheus_client import Counter as PromCounter
 
 from connectors.canvas.protocol import ENROLLMENT_TYPES
 from connectors.sinks.canvas.apply import Command, IdMap, Provisioner
-from connectors.sinks.canvas.client import CanvasRejected
+from connectors.sinks.canvas.client import PER_PAGE, CanvasRejected
 from streams.errors import RetriableError
 
 __all__ = ["BulkRow", "SisImportLoader", "importable"]
@@ -421,9 +421,9 @@ class SisImportLoader(threading.Thread):
         wanted = {r.sis_id for r in rows}
         if not wanted:
             return {}
-        # The list costs a call per 100 objects of the whole account (those the sink knows, and
+        # The list costs a call a page of the whole account (the objects the sink knows, and
         # these): a later, smaller import into a big account is cheaper one by one.
-        pages = -(-(self.ids.count(kind) + len(wanted)) // 100)
+        pages = -(-(self.ids.count(kind) + len(wanted)) // PER_PAGE)
         if len(wanted) < max(self.list_from, pages):
             out = {}
             for sis_id in sorted(wanted):

@@ -28,7 +28,10 @@ from connectors.oneroster.paging import next_url
 from connectors.retry import backoff_delay
 from streams.errors import RetriableError, SkippableError
 
-__all__ = ["CanvasClient", "CanvasRejected", "CanvasUnavailable"]
+__all__ = ["PER_PAGE", "CanvasClient", "CanvasRejected", "CanvasUnavailable"]
+
+#: objects asked for in each page of a paginated list (Canvas caps most lists at 100)
+PER_PAGE = 100
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +216,7 @@ class CanvasClient:
         """Every object of a paginated list, following ``Link: rel="next"``."""
         out: list[Any] = []
         url: str | None = self.api + path
-        query: Mapping[str, Any] | None = {"per_page": 100, **(params or {})}
+        query: Mapping[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
         while url is not None:
             answer = self._call("GET", url[len(self.api) :], None, query, False)
             out += answer.body if isinstance(answer.body, list) else []
