@@ -96,13 +96,10 @@ class Child:
             if self._tree_pid != self.proc.pid or now - self._tree_at >= _TREE_EVERY_S:
                 p = psutil.Process(self.proc.pid)
                 self._tree, self._tree_pid, self._tree_at = [p, *p.children(recursive=True)], p.pid, now
-            total = 0
-            for i, q in enumerate(self._tree):
-                try:
-                    total += q.memory_info().rss
-                except psutil.Error:
-                    if i == 0:
-                        raise
+            total = self._tree[0].memory_info().rss  # the program itself gone: 0, below
+            for descendant in self._tree[1:]:
+                with contextlib.suppress(psutil.Error):  # one that has ended since it was found
+                    total += descendant.memory_info().rss
         except psutil.Error:
             self._tree_pid = None
             return 0
